@@ -1,0 +1,118 @@
+//! Request-path events, one per step of the flow.
+
+use serde::{Deserialize, Serialize};
+
+/// Copied onto every event of one request: who asked, where to answer, by when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "request_context")]
+pub struct RequestContext {
+    pub request_id: String,
+    pub session_id: String,
+    pub requested_at_ms: i64,
+    pub deadline_ms: i64,
+    pub reply_topic: String,
+    pub reply_partition: i32,
+}
+
+/// Credentials of a login, the password sealed so only user-svc can open it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "login_attempt")]
+pub struct LoginAttempt {
+    pub username: String,
+    #[serde(with = "apache_avro::serde::bytes")]
+    pub sealed_password: Vec<u8>,
+}
+
+/// `page.requested`: the gateway asks for a page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "page_requested")]
+pub struct PageRequested {
+    pub context: RequestContext,
+    pub login: Option<LoginAttempt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[serde(rename = "resolution")]
+pub enum Resolution {
+    Authenticated,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "user_profile")]
+pub struct UserProfile {
+    pub customer_id: String,
+    pub name: String,
+    pub city: String,
+}
+
+/// `user.resolved`: user-svc's verdict on who is asking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "user_resolved")]
+pub struct UserResolved {
+    pub context: RequestContext,
+    pub status: Resolution,
+    pub rejection: Option<String>,
+    pub user: Option<UserProfile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "purchase")]
+pub struct Purchase {
+    pub product_id: String,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub purchased_at_ms: i64,
+}
+
+/// `history.fetched`: the user's most recent distinct purchases, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "history_fetched")]
+pub struct HistoryFetched {
+    pub context: RequestContext,
+    pub customer_id: String,
+    pub purchases: Vec<Purchase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "ad")]
+pub struct Ad {
+    pub product_id: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub reason: String,
+}
+
+/// `ads.selected`: the products ads-svc picked for the user, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "ads_selected")]
+pub struct AdsSelected {
+    pub context: RequestContext,
+    pub customer_id: String,
+    pub ads: Vec<Ad>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[serde(rename = "page_status")]
+pub enum PageStatus {
+    Complete,
+    Partial,
+    Rejected,
+    Unavailable,
+}
+
+/// `page.completed`: the aggregator's one answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "page_completed")]
+pub struct PageCompleted {
+    pub context: RequestContext,
+    pub status: PageStatus,
+    pub missing: Vec<String>,
+    pub rejection: Option<String>,
+    pub user: Option<UserProfile>,
+    pub recent_purchases: Vec<Purchase>,
+    pub ads: Vec<Ad>,
+}

@@ -1,0 +1,122 @@
+use std::fmt;
+
+/// An identifier that did not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} {value:?} is not valid: {reason}")]
+pub struct IdError {
+    kind: &'static str,
+    value: String,
+    reason: &'static str,
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered (UUIDv7) identifier.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
+
+            /// Parses the hyphenated UUID form used on the topics.
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                uuid::Uuid::parse_str(value).map(Self).map_err(|_| IdError {
+                    kind: $kind,
+                    value: value.chars().take(64).collect(),
+                    reason: "expected a UUID",
+                })
+            }
+
+            pub fn as_uuid(&self) -> &uuid::Uuid {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// One page request, from the gateway to the completed page.
+    RequestId,
+    "request id"
+);
+uuid_id!(
+    /// A shopper's session; the key of every request-path record.
+    SessionId,
+    "session id"
+);
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts 1 to 64 characters of ASCII letters, digits, `-` and `_`.
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                let valid = !value.is_empty()
+                    && value.len() <= 64
+                    && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if valid {
+                    Ok(Self(value.to_owned()))
+                } else {
+                    Err(IdError {
+                        kind: $kind,
+                        value: value.chars().take(64).collect(),
+                        reason: "expected 1-64 ASCII letters, digits, '-' or '_'",
+                    })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// A customer in the reference data, e.g. `c-000042`.
+    CustomerId,
+    "customer id"
+);
+text_id!(
+    /// A catalog product, e.g. `p-0007`.
+    ProductId,
+    "product id"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_what_is_not_theirs() {
+        assert!(SessionId::parse("not-a-uuid").is_err());
+        assert!(ProductId::parse("p 1").is_err());
+        assert!(ProductId::parse("").is_err());
+        let id = RequestId::new();
+        assert_eq!(RequestId::parse(&id.to_string()).unwrap(), id);
+    }
+}

@@ -1,0 +1,122 @@
+//! Our single-object headers must match what an outside Avro implementation
+//! computes, or Java and Python consumers cannot tell which schema wrote a
+//! record. fastavro (Python) is the outside implementation: it computes each
+//! schema's Parsing Canonical Form, the fingerprint is checked against the
+//! specification's reference algorithm, and fastavro decodes records we wrote.
+//!
+//! Needs a Python with fastavro: `STOREFRONT_PYTHON`, else the venv that
+//! `scripts/prepare.sh` makes, else `python3`.
+
+use std::{path::PathBuf, process::Command};
+
+use storefront_schemas::*;
+
+const CHECK: &str = r#"
+import io, json, sys
+from fastavro import parse_schema, schemaless_reader
+from fastavro.schema import to_parsing_canonical_form, fingerprint
+
+# CRC-64-AVRO exactly as the Avro specification's reference code computes it.
+EMPTY = 0xC15D213AA4D7A795
+TABLE = []
+for i in range(256):
+    fp = i
+    for _ in range(8):
+        fp = (fp >> 1) ^ (EMPTY & -(fp & 1))
+    TABLE.append(fp)
+def crc64_avro(data):
+    fp = EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ TABLE[(fp ^ b) & 0xFF]
+    return fp
+
+for line in sys.stdin:
+    name, avsc, record_hex = line.rstrip("\n").split("\t")
+    schema = json.loads(avsc)
+    canonical = to_parsing_canonical_form(schema)
+    fp = crc64_avro(canonical.encode())
+    # fastavro agrees with the reference code (it prints the little-endian bytes).
+    assert fingerprint(canonical, "CRC-64-AVRO") == fp.to_bytes(8, "little").hex(), name
+    header = b"\xc3\x01" + fp.to_bytes(8, "little")
+    decoded = ""
+    if record_hex:
+        record = bytes.fromhex(record_hex)
+        assert record[:10] == header, (name, record[:10].hex(), header.hex())
+        decoded = json.dumps(schemaless_reader(io.BytesIO(record[10:]), parse_schema(schema)), sort_keys=True)
+    print(name, header.hex(), decoded, sep="\t")
+"#;
+
+fn python() -> PathBuf {
+    if let Ok(path) = std::env::var("STOREFRONT_PYTHON") {
+        return path.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_default();
+    let venv = cache.join("storefront/venv/bin/python3");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn fastavro_computes_the_same_fingerprint_and_decodes_our_records() {
+    let sample = Product {
+        product_id: "p-0001".into(),
+        name: "Kettle".into(),
+        category: "kitchen".into(),
+        price_cents: 2599,
+    };
+    let session = Session {
+        session_id: "0190a6c4-0000-7000-8000-000000000000".into(),
+        customer_id: "c-000001".into(),
+        opened_at_ms: 1_700_000_000_000,
+        expires_at_ms: 1_700_086_400_000,
+    };
+    let mut input = String::new();
+    for contract in contracts() {
+        let compact: serde_json::Value = serde_json::from_str(contract.schema_json).unwrap();
+        let event_type = contract.event_type;
+        let record = match event_type {
+            "product" => hex(&encode(&sample)),
+            "session" => hex(&encode(&session)),
+            _ => String::new(),
+        };
+        input.push_str(&format!("{event_type}\t{compact}\t{record}\n"));
+    }
+
+    let mut child = Command::new(python())
+        .args(["-c", CHECK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/prepare.sh makes a venv with fastavro)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "fastavro check failed (is fastavro installed? run scripts/prepare.sh):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let theirs: Vec<_> = stdout.lines().map(|l| l.split('\t').collect::<Vec<_>>()).collect();
+    assert_eq!(theirs.len(), contracts().len());
+    for (row, contract) in theirs.iter().zip(contracts()) {
+        assert_eq!(row[0], contract.event_type);
+        assert_eq!(row[1], hex(&contract.header), "{} fingerprint differs from fastavro's", row[0]);
+    }
+    let product_row = theirs.iter().find(|r| r[0] == "product").unwrap();
+    let decoded: serde_json::Value = serde_json::from_str(product_row[2]).unwrap();
+    assert_eq!(decoded["name"], "Kettle");
+    assert_eq!(decoded["price_cents"], 2599);
+}
