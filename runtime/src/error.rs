@@ -1,0 +1,35 @@
+/// What can go wrong in the shared plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kafka client error while trying to {action}: {source}")]
+    Kafka {
+        action: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic {topic} could not be created: {reason}")]
+    TopicCreation { topic: String, reason: String },
+    #[error("request-path topics must have equal partition counts, found {0}")]
+    PartitionMismatch(String),
+    #[error("failed to bind the HTTP listener on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gave up waiting for {0}")]
+    TimedOut(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds the action that failed to a Kafka error.
+pub(crate) trait KafkaContext<T> {
+    fn context(self, action: &'static str) -> Result<T>;
+}
+
+impl<T> KafkaContext<T> for std::result::Result<T, rdkafka::error::KafkaError> {
+    fn context(self, action: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Kafka { action, source })
+    }
+}

@@ -1,0 +1,45 @@
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use storefront_schemas::{Contract, DecodeError};
+
+use crate::EventHeaders;
+
+/// A record taken off a topic, owned so it can cross tasks.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: EventHeaders,
+    /// Every header as sent, for dead-lettering the record unchanged.
+    pub raw_headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Inbound {
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let raw_headers = message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: EventHeaders::read(message.headers()),
+            raw_headers,
+        }
+    }
+
+    /// Decodes the payload as `T`; an absent payload is an error too.
+    pub fn decode<T: Contract>(&self) -> Result<T, DecodeError> {
+        storefront_schemas::decode(self.payload.as_deref().unwrap_or_default())
+    }
+
+    /// The key as text, if it is UTF-8.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+}

@@ -1,0 +1,35 @@
+//! The Kafka plumbing every storefront service shares: typed settings, topic
+//! names and creation, an idempotent producer that stamps the standard
+//! headers, an at-least-once consumer loop with dead-lettering, readers that
+//! fold reference topics into read models, health endpoints, telemetry and
+//! shutdown.
+
+pub mod dead_letter;
+pub mod headers;
+pub mod health;
+pub mod offsets;
+pub mod processor;
+pub mod producer;
+pub mod reference;
+pub mod service;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+pub mod trace;
+
+mod error;
+mod inbound;
+
+pub use error::{Error, Result};
+pub use headers::EventHeaders;
+pub use health::Readiness;
+pub use inbound::Inbound;
+pub use processor::{HandlerError, Processor, RecordHandler};
+pub use producer::{EventProducer, Outbound};
+pub use service::RunningService;
+pub use dead_letter::DeadLetters;
+pub use reference::ReferenceReader;
+pub use settings::KafkaSettings;
+pub use topics::Topics;
+pub use trace::TraceParent;

@@ -1,0 +1,154 @@
+//! Topic names, and their idempotent creation at start-up.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+};
+
+use crate::{error::KafkaContext, Error, KafkaSettings, Result};
+
+/// Every topic of the storefront, under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub page_requested: String,
+    pub user_resolved: String,
+    pub history_fetched: String,
+    pub ads_selected: String,
+    pub page_completed: String,
+    pub customers: String,
+    pub credentials: String,
+    pub catalog: String,
+    pub orders: String,
+    pub sessions: String,
+    pub dead_letters: String,
+}
+
+impl Topics {
+    pub fn with_prefix(prefix: &str) -> Self {
+        let name = |n: &str| format!("{prefix}{n}");
+        Self {
+            page_requested: name("page.requested"),
+            user_resolved: name("user.resolved"),
+            history_fetched: name("history.fetched"),
+            ads_selected: name("ads.selected"),
+            page_completed: name("page.completed"),
+            customers: name("customers"),
+            credentials: name("credentials"),
+            catalog: name("catalog"),
+            orders: name("orders"),
+            sessions: name("sessions"),
+            dead_letters: name("dead-letters"),
+        }
+    }
+
+    /// Topics that carry one request's events, keyed and co-partitioned by session.
+    pub fn request_path(&self) -> [&str; 5] {
+        [
+            &self.page_requested,
+            &self.user_resolved,
+            &self.history_fetched,
+            &self.ads_selected,
+            &self.page_completed,
+        ]
+    }
+
+    /// Topics the read models are built from; kept forever.
+    pub fn reference(&self) -> [&str; 5] {
+        [&self.customers, &self.credentials, &self.catalog, &self.orders, &self.sessions]
+    }
+
+    /// Every topic.
+    pub fn all(&self) -> Vec<&str> {
+        let mut all = self.request_path().to_vec();
+        all.extend(self.reference());
+        all.push(&self.dead_letters);
+        all
+    }
+}
+
+const ONE_WEEK_MS: &str = "604800000";
+const THIRTY_DAYS_MS: &str = "2592000000";
+
+/// Creates every missing topic, then checks that the request-path topics
+/// have equal partition counts (whoever created them).
+pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config("storefront-admin")
+        .create()
+        .context("create an admin client")?;
+    let topics = settings.topics();
+    let replication = || TopicReplication::Fixed(settings.replication_factor);
+    let mut new_topics = Vec::new();
+    for name in topics.request_path() {
+        new_topics.push(NewTopic::new(name, settings.partitions, replication()).set("retention.ms", ONE_WEEK_MS));
+    }
+    for name in topics.reference() {
+        // Reference data must outlive the default retention: records older
+        // than it would vanish after a broker restart.
+        new_topics.push(NewTopic::new(name, settings.partitions, replication()).set("retention.ms", "-1"));
+    }
+    new_topics.push(NewTopic::new(&topics.dead_letters, 1, replication()).set("retention.ms", THIRTY_DAYS_MS));
+
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&new_topics, &options).await.context("create topics")?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::TopicCreation { topic: name, reason: code.to_string() });
+            }
+        }
+    }
+    let counts = partition_counts(settings, &topics.request_path()).await?;
+    let distinct: std::collections::BTreeSet<_> = counts.values().collect();
+    if distinct.len() > 1 {
+        return Err(Error::PartitionMismatch(format!("{counts:?}")));
+    }
+    Ok(())
+}
+
+/// Partition count of each topic, waiting until metadata knows them all.
+pub async fn partition_counts(settings: &KafkaSettings, topics: &[&str]) -> Result<BTreeMap<String, i32>> {
+    let settings = settings.clone();
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = settings
+            .client_config("storefront-metadata")
+            .create()
+            .context("create a metadata client")?;
+        let mut counts = BTreeMap::new();
+        for topic in &topics {
+            let mut attempts = 0;
+            loop {
+                let metadata = rdkafka::consumer::Consumer::fetch_metadata(
+                    &consumer,
+                    Some(topic),
+                    Duration::from_secs(5),
+                )
+                .context("fetch topic metadata")?;
+                let partitions = metadata
+                    .topics()
+                    .first()
+                    .filter(|t| t.error().is_none())
+                    .map(|t| t.partitions().len() as i32)
+                    .unwrap_or(0);
+                if partitions > 0 {
+                    counts.insert(topic.clone(), partitions);
+                    break;
+                }
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(Error::TimedOut("topic metadata"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(counts)
+    })
+    .await
+    .expect("metadata task does not panic")
+}
