@@ -1,7 +1,7 @@
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use storefront_schemas::{Contract, DecodeError};
 
-use crate::EventHeaders;
+use crate::{EventHeaders, TraceParent};
 
 /// A record taken off a topic, owned so it can cross tasks.
 #[derive(Debug, Clone)]
@@ -36,6 +36,12 @@ impl Inbound {
     /// Decodes the payload as `T`; an absent payload is an error too.
     pub fn decode<T: Contract>(&self) -> Result<T, DecodeError> {
         storefront_schemas::decode(self.payload.as_deref().unwrap_or_default())
+    }
+
+    /// The trace to stamp on what this record causes: the same trace, a new
+    /// span; a new trace if the record carried none.
+    pub fn trace_child(&self) -> TraceParent {
+        self.headers.traceparent.map(|t| t.child()).unwrap_or_else(TraceParent::new_root)
     }
 
     /// The key as text, if it is UTF-8.

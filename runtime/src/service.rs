@@ -68,3 +68,76 @@ impl RunningService {
         tracing::info!(service = self.name, "stopped");
     }
 }
+
+/// What a stream service is made of: input topics handled by `handler`, and
+/// reference topics folded into its read model by `apply_reference`.
+pub struct StreamService<H, A> {
+    pub name: &'static str,
+    pub http_addr: SocketAddr,
+    pub inputs: Vec<String>,
+    pub reference_topics: Vec<String>,
+    pub apply_reference: A,
+    pub handler: std::sync::Arc<H>,
+    pub max_in_flight: usize,
+}
+
+/// Readiness condition met once the idempotent producer has its id.
+pub const PRODUCER_WARM: &str = "producer warm";
+
+impl<H, A> StreamService<H, A>
+where
+    H: crate::RecordHandler,
+    A: FnMut(&crate::Inbound) -> std::result::Result<(), String> + Send + 'static,
+{
+    /// Creates missing topics, then starts the reference reader, the
+    /// consumer loop and the health endpoints. Ready once the producer is
+    /// warm, partitions are assigned and reference data is loaded.
+    pub async fn start(self, settings: &crate::KafkaSettings, shutdown: CancellationToken) -> Result<RunningService> {
+        crate::topics::ensure_topics(settings).await?;
+        let readiness = Readiness::new(&[
+            PRODUCER_WARM,
+            crate::processor::PARTITIONS_ASSIGNED,
+            crate::reference::REFERENCE_LOADED,
+        ]);
+        let producer = crate::EventProducer::new(settings, self.name)?;
+        let dead_letters = crate::DeadLetters::new(producer.clone(), settings.topics().dead_letters, self.name);
+        let mut tasks = JoinSet::new();
+
+        let (warm, ready) = (producer.clone(), readiness.clone());
+        tasks.spawn(async move {
+            warm.wait_until_warm(Duration::from_secs(30)).await?;
+            ready.done(PRODUCER_WARM);
+            Ok(())
+        });
+
+        let reader = crate::ReferenceReader { service: self.name, topics: self.reference_topics };
+        let (reader_settings, ready, stop) = (settings.clone(), readiness.clone(), shutdown.clone());
+        let apply = self.apply_reference;
+        tasks.spawn(async move { reader.run(&reader_settings, apply, dead_letters, ready, stop).await });
+
+        let processor = crate::Processor { service: self.name, topics: self.inputs, max_in_flight: self.max_in_flight };
+        let (processor_settings, ready, stop, handler) = (settings.clone(), readiness.clone(), shutdown.clone(), self.handler);
+        tasks.spawn(async move { processor.run(&processor_settings, producer, handler, ready, stop).await });
+
+        let (http_addr, server) =
+            crate::health::serve(self.http_addr, crate::health::router(readiness.clone()), shutdown.clone()).await?;
+        tasks.spawn(async move {
+            let _ = server.await;
+            Ok(())
+        });
+        tracing::info!(service = self.name, %http_addr, "started");
+        Ok(RunningService::new(self.name, http_addr, readiness, shutdown, tasks))
+    }
+}
+
+impl RunningService {
+    /// Runs until SIGINT/SIGTERM (or a failed task), then stops cleanly.
+    pub async fn run_until_signal(self) -> Result<()> {
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            crate::shutdown::shutdown_signal().await;
+            token.cancel();
+        });
+        self.run_until_stopped().await
+    }
+}

@@ -1,0 +1,106 @@
+//! ads-svc: on every authenticated `user.resolved`, picks products to
+//! advertise (co-purchase counts from the orders topic, best-sellers as a
+//! fallback), says why each was chosen, and emits `ads.selected`. Runs in
+//! parallel with history-svc.
+
+pub mod ranking;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use storefront_read_models::{decode_order, decode_product, Catalog, OrderBook};
+use storefront_runtime::{
+    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler, RunningService, Topics,
+};
+use storefront_schemas::{now_ms, AdsSelected, Resolution, UserResolved};
+use tokio_util::sync::CancellationToken;
+
+use crate::ranking::{select_ads, CoPurchases};
+
+/// Ads on one page.
+pub const ADS_PER_PAGE: usize = 4;
+/// Recent purchases the ranking starts from.
+const ANCHORS: usize = 5;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "ads-svc", about = "Chooses ads for the storefront page")]
+pub struct Settings {
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    /// Address of /healthz and /readyz.
+    #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8083")]
+    pub http_addr: SocketAddr,
+}
+
+#[derive(Default)]
+struct ReadModel {
+    catalog: Catalog,
+    orders: OrderBook,
+    co_purchases: CoPurchases,
+}
+
+struct AdsHandler {
+    model: Arc<Mutex<ReadModel>>,
+    topics: Topics,
+}
+
+impl RecordHandler for AdsHandler {
+    async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let resolved: UserResolved = record.decode().map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let context = resolved.context;
+        let user = match (resolved.status, resolved.user) {
+            (Resolution::Authenticated, Some(user)) => user,
+            _ => return Ok(vec![]),
+        };
+        if context.deadline_ms < now_ms() {
+            tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
+            return Ok(vec![]);
+        }
+        let ads = {
+            let mut guard = self.model.lock().expect("read model lock");
+            let model = &mut *guard;
+            let recent: Vec<String> =
+                model.orders.recent_products(&user.customer_id, ANCHORS).into_iter().map(|(p, _)| p).collect();
+            select_ads(&user.customer_id, &recent, &model.catalog, &model.orders, &mut model.co_purchases, ADS_PER_PAGE)
+        };
+        let event = AdsSelected { context, customer_id: user.customer_id, ads };
+        Ok(vec![Outbound::event(
+            &self.topics.ads_selected,
+            &event.context.session_id,
+            &event.context.request_id,
+            record.trace_child(),
+            &event,
+        )])
+    }
+}
+
+/// Starts ads-svc; it runs until `shutdown` is cancelled.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    let topics = settings.kafka.topics();
+    let model = Arc::new(Mutex::new(ReadModel::default()));
+    let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());
+    let apply_reference = move |record: &Inbound| -> Result<(), String> {
+        let mut model = fold.lock().expect("read model lock");
+        if record.topic == catalog_topic {
+            model.catalog.apply(decode_product(record)?);
+        } else {
+            let order = decode_order(record)?;
+            if model.orders.apply(&order) {
+                model.co_purchases.apply(&order);
+            }
+        }
+        Ok(())
+    };
+    let service = StreamService {
+        name: "ads-svc",
+        http_addr: settings.http_addr,
+        inputs: vec![topics.user_resolved.clone()],
+        reference_topics: vec![topics.catalog.clone(), topics.orders.clone()],
+        apply_reference,
+        handler: Arc::new(AdsHandler { model, topics }),
+        max_in_flight: 64,
+    };
+    Ok(service.start(&settings.kafka, shutdown).await?)
+}

@@ -1,0 +1,12 @@
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    storefront_runtime::telemetry::init("info");
+    let settings = ads_svc::Settings::parse();
+    let service = ads_svc::start(settings, Default::default())
+        .await
+        .context("failed to start ads-svc")?;
+    service.run_until_signal().await.context("ads-svc failed")
+}
