@@ -17,6 +17,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("a task of {0} panicked")]
+    TaskPanicked(&'static str),
     #[error("gave up waiting for {0}")]
     TimedOut(&'static str),
 }

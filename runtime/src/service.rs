@@ -36,14 +36,24 @@ impl RunningService {
     }
 
     /// Runs until a task fails or the shutdown token is cancelled, then stops.
+    /// Tasks that finish their work (a warm-up) do not stop the service.
     pub async fn run_until_stopped(mut self) -> Result<()> {
-        let outcome = tokio::select! {
-            _ = self.shutdown.cancelled() => Ok(()),
-            Some(done) = self.tasks.join_next() => match done {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error),
-                Err(join) => { tracing::error!(service = self.name, %join, "task panicked"); Ok(()) }
-            },
+        let outcome = loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break Ok(()),
+                Some(done) = self.tasks.join_next() => match done {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => {
+                        tracing::error!(service = self.name, %error, "task failed; stopping");
+                        break Err(error);
+                    }
+                    Err(join) => {
+                        tracing::error!(service = self.name, %join, "task panicked; stopping");
+                        break Err(crate::Error::TaskPanicked(self.name));
+                    }
+                },
+                else => break Ok(()),
+            }
         };
         self.stop().await;
         outcome

@@ -1,0 +1,202 @@
+//! user-svc: the first hop. On `page.requested` it authenticates the
+//! request (a login's sealed password against the argon2id hash from the
+//! `credentials` topic, or an open session from the `sessions` topic),
+//! opens a session at login, and emits `user.resolved`.
+
+pub mod keys;
+pub mod passwords;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+};
+
+use storefront_runtime::{
+    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler, RunningService, Topics,
+};
+use storefront_schemas::{
+    now_ms, Credential, Customer, PageRequested, RequestId, Resolution, Session, SessionId, UserProfile, UserResolved,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use keys::{SealKey, UnsealKey};
+
+/// Why a request was not authenticated (the `rejection` of `user.resolved`).
+pub mod rejection {
+    pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
+    pub const UNKNOWN_SESSION: &str = "unknown_session";
+    pub const EXPIRED_SESSION: &str = "expired_session";
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "user-svc", about = "Authenticates storefront requests")]
+pub struct Settings {
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    /// Address of /healthz and /readyz.
+    #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    pub http_addr: SocketAddr,
+    /// X25519 secret key (base64) that opens passwords sealed by the gateway; `storefront keygen` makes one.
+    #[arg(long, env = "STOREFRONT_USER_SVC_SECRET_KEY", value_parser = UnsealKey::parse, hide_env_values = true)]
+    pub secret_key: UnsealKey,
+    /// How long a session lasts after login.
+    #[arg(long, env = "STOREFRONT_SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+}
+
+/// Who may log in, who they are, and which sessions are open.
+#[derive(Default)]
+struct Directory {
+    credentials: HashMap<String, Credential>,
+    customers: HashMap<String, Customer>,
+    sessions: HashMap<String, Session>,
+}
+
+impl Directory {
+    fn profile(&self, customer_id: &str) -> UserProfile {
+        match self.customers.get(customer_id) {
+            Some(c) => UserProfile { customer_id: c.customer_id.clone(), name: c.name.clone(), city: c.city.clone() },
+            None => UserProfile { customer_id: customer_id.to_owned(), name: customer_id.to_owned(), city: String::new() },
+        }
+    }
+}
+
+struct Authenticator {
+    directory: Arc<RwLock<Directory>>,
+    key: UnsealKey,
+    topics: Topics,
+    session_ttl_ms: i64,
+    /// Verified against when the username is unknown, so that an unknown
+    /// user costs as much time as a wrong password.
+    decoy_hash: Arc<str>,
+}
+
+enum Verdict {
+    Authenticated(UserProfile),
+    Rejected(&'static str),
+}
+
+impl Authenticator {
+    async fn login(&self, username: &str, sealed_password: &[u8]) -> Verdict {
+        let Some(password) = self.key.unseal(sealed_password) else {
+            tracing::error!("a login's password is not sealed to this user-svc's key; is the gateway's STOREFRONT_USER_SVC_PUBLIC_KEY right?");
+            return Verdict::Rejected(rejection::INVALID_CREDENTIALS);
+        };
+        let credential = self.directory.read().expect("directory lock").credentials.get(username).cloned();
+        let hash = credential.as_ref().map_or_else(|| self.decoy_hash.clone(), |c| Arc::from(c.password_hash.as_str()));
+        let verified = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
+            .await
+            .unwrap_or(false);
+        match credential {
+            Some(credential) if verified => {
+                Verdict::Authenticated(self.directory.read().expect("directory lock").profile(&credential.customer_id))
+            }
+            _ => Verdict::Rejected(rejection::INVALID_CREDENTIALS),
+        }
+    }
+
+    fn session(&self, session_id: &str, now: i64) -> Verdict {
+        let directory = self.directory.read().expect("directory lock");
+        match directory.sessions.get(session_id) {
+            None => Verdict::Rejected(rejection::UNKNOWN_SESSION),
+            Some(session) if session.expires_at_ms <= now => Verdict::Rejected(rejection::EXPIRED_SESSION),
+            Some(session) => Verdict::Authenticated(directory.profile(&session.customer_id)),
+        }
+    }
+}
+
+impl RecordHandler for Authenticator {
+    async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let request: PageRequested = record.decode().map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let context = request.context;
+        RequestId::parse(&context.request_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        SessionId::parse(&context.session_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let now = now_ms();
+        if context.deadline_ms < now {
+            tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
+            return Ok(vec![]);
+        }
+        let trace = record.trace_child();
+        let mut outputs = Vec::new();
+        let verdict = match &request.login {
+            Some(login) => {
+                let verdict = self.login(&login.username, &login.sealed_password).await;
+                if let Verdict::Authenticated(user) = &verdict {
+                    // Derived from the request alone, so a redelivery writes the same session.
+                    let session = Session {
+                        session_id: context.session_id.clone(),
+                        customer_id: user.customer_id.clone(),
+                        opened_at_ms: context.requested_at_ms,
+                        expires_at_ms: context.requested_at_ms + self.session_ttl_ms,
+                    };
+                    outputs.push(Outbound::reference(&self.topics.sessions, &session.session_id, &session));
+                    self.directory.write().expect("directory lock").sessions.insert(session.session_id.clone(), session);
+                }
+                verdict
+            }
+            None => self.session(&context.session_id, now),
+        };
+        let (status, rejection, user) = match verdict {
+            Verdict::Authenticated(user) => (Resolution::Authenticated, None, Some(user)),
+            Verdict::Rejected(reason) => (Resolution::Rejected, Some(reason.to_owned()), None),
+        };
+        tracing::info!(request_id = %context.request_id, ?status, ?rejection, login = request.login.is_some(), "resolved");
+        let event = UserResolved { context, status, rejection, user };
+        outputs.push(Outbound::event(
+            &self.topics.user_resolved,
+            &event.context.session_id,
+            &event.context.request_id,
+            trace,
+            &event,
+        ));
+        Ok(outputs)
+    }
+}
+
+/// Starts user-svc; it runs until `shutdown` is cancelled.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    let topics = settings.kafka.topics();
+    let directory = Arc::new(RwLock::new(Directory::default()));
+    let fold = directory.clone();
+    let reference_topics = topics.clone();
+    let apply_reference = move |record: &Inbound| -> Result<(), String> {
+        let mut directory = fold.write().expect("directory lock");
+        let t = &reference_topics;
+        if record.topic == t.credentials {
+            let c: Credential = record.decode().map_err(|e| e.to_string())?;
+            directory.credentials.insert(c.username.clone(), c);
+        } else if record.topic == t.customers {
+            let c: Customer = record.decode().map_err(|e| e.to_string())?;
+            directory.customers.insert(c.customer_id.clone(), c);
+        } else {
+            let s: Session = record.decode().map_err(|e| e.to_string())?;
+            directory.sessions.insert(s.session_id.clone(), s);
+        }
+        Ok(())
+    };
+    let decoy_hash = Arc::from(passwords::hash(&uuid_like_secret(), passwords::HashCost::RECOMMENDED));
+    let handler = Authenticator {
+        directory,
+        key: settings.secret_key,
+        topics: topics.clone(),
+        session_ttl_ms: (settings.session_ttl_secs as i64).saturating_mul(1000),
+        decoy_hash,
+    };
+    let service = StreamService {
+        name: "user-svc",
+        http_addr: settings.http_addr,
+        inputs: vec![topics.page_requested.clone()],
+        reference_topics: vec![topics.credentials.clone(), topics.customers.clone(), topics.sessions.clone()],
+        apply_reference,
+        handler: Arc::new(handler),
+        max_in_flight: 64,
+    };
+    Ok(service.start(&settings.kafka, shutdown).await?)
+}
+
+fn uuid_like_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

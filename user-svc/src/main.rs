@@ -1,0 +1,12 @@
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    storefront_runtime::telemetry::init("info");
+    let settings = user_svc::Settings::parse();
+    let service = user_svc::start(settings, Default::default())
+        .await
+        .context("failed to start user-svc")?;
+    service.run_until_signal().await.context("user-svc failed")
+}
