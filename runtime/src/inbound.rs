@@ -17,7 +17,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+    pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
         let raw_headers = message
             .headers()
             .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())

@@ -1,0 +1,220 @@
+//! aggregator: the stream processor that joins each request's parts
+//! (`page.requested`, `user.resolved`, `history.fetched`, `ads.selected`)
+//! into one `page.completed`, written to the reply partition the gateway
+//! named. Complete when all parts are in, rejected at once when
+//! authentication failed, partial at the request's wall-clock deadline on
+//! its own timer. Input offsets are committed only once their page is out.
+
+pub mod join;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use storefront_runtime::{
+    health, offsets::OffsetTracker, processor, processor::GroupContext, service::PRODUCER_WARM, topics, DeadLetters,
+    EventProducer, Inbound, KafkaSettings, Outbound, Readiness, RunningService, Topics,
+};
+use storefront_schemas::{now_ms, AdsSelected, HistoryFetched, PageRequested, RequestContext, UserResolved};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::join::{Added, Joins, Part, ReadyPage, Source};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "aggregator", about = "Joins each request's parts into the completed page")]
+pub struct Settings {
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    /// Address of /healthz and /readyz.
+    #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8084")]
+    pub http_addr: SocketAddr,
+}
+
+const SERVICE: &str = "aggregator";
+
+/// Starts the aggregator; it runs until `shutdown` is cancelled.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    topics::ensure_topics(&settings.kafka).await?;
+    let topics = settings.kafka.topics();
+    let reply_partitions = topics::partition_counts(&settings.kafka, &[&topics.page_completed]).await?
+        [&topics.page_completed];
+    let readiness = Readiness::new(&[PRODUCER_WARM, processor::PARTITIONS_ASSIGNED]);
+    let producer = EventProducer::new(&settings.kafka, SERVICE)?;
+    let consumer = Arc::new(processor::group_consumer(
+        &settings.kafka,
+        SERVICE,
+        &settings.kafka.group(SERVICE),
+        readiness.clone(),
+    )?);
+    consumer.subscribe(&[
+        &topics.page_requested,
+        &topics.user_resolved,
+        &topics.history_fetched,
+        &topics.ads_selected,
+    ])?;
+
+    let mut tasks = JoinSet::new();
+    let (warm, ready) = (producer.clone(), readiness.clone());
+    tasks.spawn(async move {
+        warm.wait_until_warm(Duration::from_secs(30)).await?;
+        ready.done(PRODUCER_WARM);
+        Ok(())
+    });
+    let aggregator = Aggregator {
+        dead_letters: DeadLetters::new(producer.clone(), topics.dead_letters.clone(), SERVICE),
+        producer,
+        topics,
+        reply_partitions,
+        joins: Joins::default(),
+        tracker: OffsetTracker::default(),
+    };
+    tasks.spawn(aggregator.run(consumer, shutdown.clone()));
+    let (http_addr, server) = health::serve(settings.http_addr, health::router(readiness.clone()), shutdown.clone()).await?;
+    tasks.spawn(async move {
+        let _ = server.await;
+        Ok(())
+    });
+    tracing::info!(service = SERVICE, %http_addr, "started");
+    Ok(RunningService::new(SERVICE, http_addr, readiness, shutdown, tasks))
+}
+
+struct Aggregator {
+    producer: EventProducer,
+    dead_letters: DeadLetters,
+    topics: Topics,
+    reply_partitions: i32,
+    joins: Joins,
+    tracker: OffsetTracker,
+}
+
+type Sent = Vec<Source>;
+
+impl Aggregator {
+    async fn run(mut self, consumer: Arc<StreamConsumer<GroupContext>>, shutdown: CancellationToken) -> storefront_runtime::Result<()> {
+        let mut sending: JoinSet<Option<Sent>> = JoinSet::new();
+        loop {
+            let next_deadline = self.joins.next_deadline();
+            let wait = next_deadline.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(sent) = sending.join_next(), if !sending.is_empty() => {
+                    if let Ok(Some(sources)) = sent {
+                        for source in sources {
+                            self.done(&consumer, &source);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
+                    for ready in self.joins.expire(now_ms()) {
+                        tracing::info!(request_id = %ready.page.context.request_id, status = ?ready.page.status, missing = ?ready.page.missing, "deadline reached");
+                        sending.spawn(send_page(self.producer.clone(), ready, shutdown.clone()));
+                    }
+                }
+                message = consumer.recv() => match message {
+                    Ok(message) => {
+                        let record = Inbound::from_message(&message);
+                        drop(message);
+                        self.tracker.begin(&record.topic, record.partition, record.offset);
+                        match self.accept(&record) {
+                            Ok(Added::Waiting) => {}
+                            Ok(Added::Emit(ready)) => {
+                                sending.spawn(send_page(self.producer.clone(), ready, shutdown.clone()));
+                            }
+                            Ok(Added::Late(source)) => self.done(&consumer, &source),
+                            Err(reason) => {
+                                if let Err(error) = self.dead_letters.send(&record, &reason).await {
+                                    tracing::error!(%error, "dead-lettering failed; the record will be redelivered");
+                                    continue;
+                                }
+                                self.done(&consumer, &source_of(&record));
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        let drain = async {
+            while let Some(sent) = sending.join_next().await {
+                if let Ok(Some(sources)) = sent {
+                    for source in sources {
+                        self.done(&consumer, &source);
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+            tracing::warn!("pages still unsent at shutdown; their inputs will be redelivered");
+        }
+        if self.joins.pending() > 0 {
+            tracing::info!(pending = self.joins.pending(), "handing back pending joins; their inputs are uncommitted and will be redelivered");
+        }
+        processor::commit_and_close(consumer).await;
+        Ok(())
+    }
+
+    /// Decodes, validates and joins one record.
+    fn accept(&mut self, record: &Inbound) -> Result<Added, String> {
+        let t = &self.topics;
+        let trace = record.headers.traceparent;
+        let (context, part): (RequestContext, Part) = if record.topic == t.page_requested {
+            let e: PageRequested = record.decode().map_err(|e| e.to_string())?;
+            (e.context, Part::Requested)
+        } else if record.topic == t.user_resolved {
+            let e: UserResolved = record.decode().map_err(|e| e.to_string())?;
+            (e.context, Part::User { status: e.status, rejection: e.rejection, user: e.user })
+        } else if record.topic == t.history_fetched {
+            let e: HistoryFetched = record.decode().map_err(|e| e.to_string())?;
+            (e.context, Part::History(e.purchases))
+        } else if record.topic == t.ads_selected {
+            let e: AdsSelected = record.decode().map_err(|e| e.to_string())?;
+            (e.context, Part::Ads(e.ads))
+        } else {
+            return Err(format!("unexpected topic {}", record.topic));
+        };
+        if context.reply_topic != t.page_completed {
+            return Err(format!("reply topic {:?} is not {}", context.reply_topic, t.page_completed));
+        }
+        if !(0..self.reply_partitions).contains(&context.reply_partition) {
+            return Err(format!("reply partition {} does not exist", context.reply_partition));
+        }
+        Ok(self.joins.add(context, part, trace, source_of(record), now_ms()))
+    }
+
+    fn done(&mut self, consumer: &StreamConsumer<GroupContext>, source: &Source) {
+        if let Some(offset) = self.tracker.finish(&source.topic, source.partition, source.offset) {
+            if let Err(error) = consumer.store_offset(&source.topic, source.partition, offset) {
+                tracing::debug!(%error, "offset not stored (partition revoked?)");
+            }
+        }
+    }
+}
+
+fn source_of(record: &Inbound) -> Source {
+    Source { topic: record.topic.clone(), partition: record.partition, offset: record.offset }
+}
+
+/// Sends a page to the gateway's reply partition, retrying until it is
+/// acknowledged or the aggregator stops (then its inputs are redelivered).
+async fn send_page(producer: EventProducer, ready: ReadyPage, shutdown: CancellationToken) -> Option<Sent> {
+    let context = &ready.page.context;
+    let trace = ready.trace.map(|t| t.child()).unwrap_or_else(storefront_runtime::TraceParent::new_root);
+    let record = Outbound::event(&context.reply_topic, &context.session_id, &context.request_id, trace, &ready.page)
+        .to_partition(context.reply_partition);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match producer.send(&record).await {
+            Ok(_) => return Some(ready.sources),
+            Err(error) => tracing::warn!(%error, request_id = %context.request_id, "page not sent; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,12 @@
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    storefront_runtime::telemetry::init("info");
+    let settings = aggregator::Settings::parse();
+    let service = aggregator::start(settings, Default::default())
+        .await
+        .context("failed to start aggregator")?;
+    service.run_until_signal().await.context("aggregator failed")
+}
