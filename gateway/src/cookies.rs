@@ -1,0 +1,93 @@
+//! The session cookie: the session id and an HMAC-SHA256 over it. The id
+//! alone (the key on every topic) is not a credential; the signature is, and
+//! it never leaves the gateway and the browser.
+
+use std::fmt;
+
+use base64::{
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    Engine,
+};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use storefront_schemas::SessionId;
+
+pub const COOKIE_NAME: &str = "sf_session";
+
+/// The key that signs session cookies. Never printed.
+#[derive(Clone)]
+pub struct CookieKey(Vec<u8>);
+
+/// A cookie key that did not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("the cookie key must be at least 32 bytes in base64 (run `storefront keygen`)")]
+pub struct CookieKeyError;
+
+impl CookieKey {
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut key = vec![0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self(key)
+    }
+
+    pub fn parse(base64: &str) -> Result<Self, CookieKeyError> {
+        let key = STANDARD.decode(base64.trim()).map_err(|_| CookieKeyError)?;
+        if key.len() < 32 {
+            return Err(CookieKeyError);
+        }
+        Ok(Self(key))
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(&self.0)
+    }
+
+    fn mac(&self, session: &SessionId) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"storefront-session:");
+        mac.update(session.to_string().as_bytes());
+        mac
+    }
+
+    /// The cookie value for `session`.
+    pub fn sign(&self, session: &SessionId) -> String {
+        let tag = self.mac(session).finalize().into_bytes();
+        format!("{session}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The session a cookie value names, if its signature is ours.
+    pub fn verify(&self, value: &str) -> Option<SessionId> {
+        let (id, tag) = value.split_once('.')?;
+        let session = SessionId::parse(id).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac(&session).verify_slice(&tag).ok()?;
+        Some(session)
+    }
+}
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cookie_verifies_only_with_its_key_and_untouched() {
+        let key = CookieKey::generate();
+        let session = SessionId::new();
+        let cookie = key.sign(&session);
+        assert_eq!(key.verify(&cookie), Some(session));
+        assert_eq!(CookieKey::generate().verify(&cookie), None);
+        let other = SessionId::new();
+        let forged = format!("{other}.{}", cookie.split_once('.').unwrap().1);
+        assert_eq!(key.verify(&forged), None);
+        assert_eq!(key.verify(&session.to_string()), None);
+        assert_eq!(key.verify("garbage"), None);
+        assert!(CookieKey::parse("c2hvcnQ=").is_err());
+    }
+}

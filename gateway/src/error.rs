@@ -1,0 +1,103 @@
+//! Every HTTP error as one enum: a status, a stable code, a message for the
+//! client. Internal detail is logged once, never sent.
+
+use axum::{
+    extract::rejection::JsonRejection,
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("no valid session; log in again")]
+    InvalidSession,
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
+    #[error("the storefront is starting or unavailable; retry shortly")]
+    NotReady,
+    #[error("the page was not ready in time")]
+    DeadlineExceeded,
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidCredentials | Self::InvalidSession => StatusCode::UNAUTHORIZED,
+            Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::TooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidSession => "invalid_session",
+            Self::Overloaded => "overloaded",
+            Self::NotReady => "not_ready",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Maps axum's JSON extractor failures onto the contract, with the body limit in the message.
+    pub fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(limit),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::InvalidRequest(rejection.body_text()),
+            _ => match rejection {
+                JsonRejection::JsonSyntaxError(e) => Self::MalformedJson(e.body_text()),
+                other => Self::MalformedJson(other.body_text()),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response =
+            (self.status(), Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
+        if matches!(self, Self::Overloaded | Self::NotReady) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

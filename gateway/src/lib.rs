@@ -1,0 +1,271 @@
+//! gateway: the storefront's HTTP edge. A login or page request becomes a
+//! `page.requested` event carrying this gateway's return address (one of the
+//! `page.completed` partitions it owns); the HTTP request waits for the
+//! aggregator's answer on that partition, and gets a page, a 401, or a 504
+//! when nothing came by the deadline.
+
+pub mod cookies;
+pub mod error;
+pub mod page;
+pub mod replies;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{rejection::JsonRejection, DefaultBodyLimit, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde::Deserialize;
+use storefront_runtime::{
+    health, service::PRODUCER_WARM, topics, DeadLetters, EventProducer, KafkaSettings, Outbound, Readiness,
+    RunningService, TraceParent,
+};
+use storefront_schemas::{now_ms, LoginAttempt, PageCompleted, PageRequested, PageStatus, RequestContext, RequestId, SessionId};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use user_svc::SealKey;
+
+use crate::{
+    cookies::{CookieKey, COOKIE_NAME},
+    error::ApiError,
+    page::PageResponse,
+    replies::{OwnedPartitions, Waiting, REPLY_PARTITIONS},
+};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "gateway", about = "The storefront's HTTP edge")]
+pub struct Settings {
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    /// Address the storefront is served on.
+    #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// user-svc's X25519 public key (base64): passwords are sealed to it before they touch a topic.
+    #[arg(long, env = "STOREFRONT_USER_SVC_PUBLIC_KEY", value_parser = SealKey::parse)]
+    pub user_svc_public_key: SealKey,
+    /// Key (base64, 32+ bytes) that signs session cookies.
+    #[arg(long, env = "STOREFRONT_COOKIE_KEY", value_parser = CookieKey::parse, hide_env_values = true)]
+    pub cookie_key: CookieKey,
+    /// The page's wall-clock budget: by then the aggregator sends it, complete or partial.
+    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
+    pub page_deadline_ms: u64,
+    /// How long past the deadline to wait for the partial page before answering 504.
+    #[arg(long, env = "STOREFRONT_REPLY_GRACE_MS", default_value_t = 1000)]
+    pub reply_grace_ms: u64,
+    /// Largest accepted request body.
+    #[arg(long, env = "STOREFRONT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+    /// Requests waiting at once before new ones are shed with 429.
+    #[arg(long, env = "STOREFRONT_MAX_WAITING", default_value_t = 10_000)]
+    pub max_waiting: usize,
+    /// Session cookie lifetime (match user-svc's STOREFRONT_SESSION_TTL_SECS).
+    #[arg(long, env = "STOREFRONT_SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+    /// Mark the cookie Secure (serve over HTTPS).
+    #[arg(long, env = "STOREFRONT_COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    page_requested: String,
+    reply_topic: String,
+    producer: EventProducer,
+    owned: OwnedPartitions,
+    waiting: Waiting,
+    readiness: Readiness,
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// The gateway's routes, separate from serving so tests can call it directly.
+pub fn router(state: AppState) -> Router {
+    let limit = state.inner.settings.max_body_bytes;
+    Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/api/login", post(login))
+        .route("/api/page", get(page))
+        .route("/api/logout", post(logout))
+        .with_state(state.clone())
+        .merge(health::router(state.inner.readiness.clone()))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+}
+
+const INDEX_HTML: &str = include_str!("../static/index.html");
+
+async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body.map_err(|r| ApiError::from_json_rejection(r, state.inner.settings.max_body_bytes))?;
+    let username = request.username.trim();
+    if username.is_empty() || username.chars().count() > 64 {
+        return Err(ApiError::InvalidRequest("username must be 1 to 64 characters".into()));
+    }
+    if request.password.is_empty() || request.password.len() > 256 {
+        return Err(ApiError::InvalidRequest("password must be 1 to 256 bytes".into()));
+    }
+    let session = SessionId::new();
+    let login = LoginAttempt {
+        username: username.to_owned(),
+        sealed_password: state.inner.settings.user_svc_public_key.seal(request.password.as_bytes()),
+    };
+    let page = state.request_page(session, Some(login)).await?;
+    match page.status {
+        PageStatus::Complete | PageStatus::Partial => {
+            let cookie = state.session_cookie(&state.inner.settings.cookie_key.sign(&session), state.inner.settings.session_ttl_secs);
+            Ok(([(header::SET_COOKIE, cookie)], Json(PageResponse::from_completed(page))).into_response())
+        }
+        PageStatus::Rejected => Err(ApiError::InvalidCredentials),
+        PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
+    }
+}
+
+async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
+    let page = state.request_page(session, None).await?;
+    match page.status {
+        PageStatus::Complete | PageStatus::Partial => Ok(Json(PageResponse::from_completed(page)).into_response()),
+        PageStatus::Rejected => {
+            let mut response = ApiError::InvalidSession.into_response();
+            response.headers_mut().insert(header::SET_COOKIE, state.session_cookie("", 0));
+            Ok(response)
+        }
+        PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
+    }
+}
+
+/// Forgets the session in this browser. The session itself lives on until
+/// it expires in user-svc.
+async fn logout(State(state): State<AppState>) -> Response {
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, state.session_cookie("", 0))]).into_response()
+}
+
+fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == COOKIE_NAME)
+        .find_map(|(_, value)| key.verify(value))
+}
+
+impl AppState {
+    fn session_cookie(&self, value: &str, max_age_secs: u64) -> HeaderValue {
+        let secure = if self.inner.settings.cookie_secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+        ))
+        .expect("cookie values are ASCII")
+    }
+
+    /// Sends `page.requested` with this gateway's return address and waits
+    /// for the aggregator's answer.
+    async fn request_page(&self, session: SessionId, login: Option<LoginAttempt>) -> Result<PageCompleted, ApiError> {
+        let inner = &self.inner;
+        if !inner.readiness.is_ready() {
+            return Err(ApiError::NotReady);
+        }
+        if inner.waiting.len() >= inner.settings.max_waiting {
+            return Err(ApiError::Overloaded);
+        }
+        let reply_partition = inner.owned.pick().ok_or(ApiError::NotReady)?;
+        let request_id = RequestId::new().to_string();
+        let requested_at_ms = now_ms();
+        let context = RequestContext {
+            request_id: request_id.clone(),
+            session_id: session.to_string(),
+            requested_at_ms,
+            deadline_ms: requested_at_ms + inner.settings.page_deadline_ms as i64,
+            reply_topic: inner.reply_topic.clone(),
+            reply_partition,
+        };
+        let event = PageRequested { context, login };
+        let trace = TraceParent::new_root();
+        let record = Outbound::event(&inner.page_requested, &event.context.session_id, &request_id, trace, &event);
+        let reply = inner.waiting.register(&request_id);
+        let give_up = Duration::from_millis(inner.settings.page_deadline_ms + inner.settings.reply_grace_ms);
+        let answer = tokio::time::timeout(give_up, async {
+            inner.producer.send(&record).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            reply.await.map_err(|_| ApiError::Internal("reply channel closed".into()))
+        })
+        .await;
+        inner.waiting.forget(&request_id);
+        match answer {
+            Ok(Ok(page)) => {
+                tracing::info!(%request_id, trace_id = %trace.trace_id(), status = ?page.status, missing = ?page.missing, "answered");
+                Ok(page)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                tracing::warn!(%request_id, trace_id = %trace.trace_id(), "no page by the deadline");
+                Err(ApiError::DeadlineExceeded)
+            }
+        }
+    }
+}
+
+/// Starts the gateway; it serves until `shutdown` is cancelled.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    topics::ensure_topics(&settings.kafka).await?;
+    let topics = settings.kafka.topics();
+    let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
+    let producer = EventProducer::new(&settings.kafka, "gateway")?;
+    let owned = OwnedPartitions::default();
+    let waiting = Waiting::default();
+    let consumer = replies::subscribe(&settings.kafka, owned.clone(), readiness.clone())?;
+
+    let mut tasks = JoinSet::new();
+    let (warm, ready) = (producer.clone(), readiness.clone());
+    tasks.spawn(async move {
+        warm.wait_until_warm(Duration::from_secs(30)).await?;
+        ready.done(PRODUCER_WARM);
+        Ok(())
+    });
+    let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone(), "gateway");
+    tasks.spawn(replies::deliver_replies(consumer, waiting.clone(), dead_letters, shutdown.clone()));
+
+    let http_addr = settings.http_addr;
+    let state = AppState {
+        inner: Arc::new(Inner {
+            page_requested: topics.page_requested.clone(),
+            reply_topic: topics.page_completed.clone(),
+            settings,
+            producer,
+            owned,
+            waiting,
+            readiness: readiness.clone(),
+        }),
+    };
+    let (http_addr, server) = health::serve(http_addr, router(state), shutdown.clone()).await?;
+    tasks.spawn(async move {
+        let _ = server.await;
+        Ok(())
+    });
+    tracing::info!(service = "gateway", %http_addr, "started");
+    Ok(RunningService::new("gateway", http_addr, readiness, shutdown, tasks))
+}
+
+impl AppState {
+    /// The reply partitions this gateway owns now.
+    pub fn reply_partitions(&self) -> Vec<i32> {
+        self.inner.owned.snapshot()
+    }
+}

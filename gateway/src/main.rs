@@ -1,0 +1,12 @@
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    storefront_runtime::telemetry::init("info");
+    let settings = gateway::Settings::parse();
+    let service = gateway::start(settings, Default::default())
+        .await
+        .context("failed to start gateway")?;
+    service.run_until_signal().await.context("gateway failed")
+}

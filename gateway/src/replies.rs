@@ -1,0 +1,171 @@
+//! Replies: the gateway owns some partitions of `page.completed` (given to
+//! it by the consumer group all gateways share), names one of them as the
+//! return address of each request, and hands each completed page to the
+//! HTTP request waiting for it. No gateway reads every reply.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    ClientContext,
+};
+use storefront_runtime::{processor, DeadLetters, Inbound, KafkaSettings, Readiness};
+use storefront_schemas::PageCompleted;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// Readiness condition: this gateway owns at least one reply partition.
+pub const REPLY_PARTITIONS: &str = "reply partitions owned";
+
+/// The partitions of the reply topic this gateway currently owns.
+#[derive(Clone, Default)]
+pub struct OwnedPartitions {
+    partitions: Arc<RwLock<Vec<i32>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl OwnedPartitions {
+    /// A partition to name as return address, round robin; `None` if none is owned.
+    pub fn pick(&self) -> Option<i32> {
+        let partitions = self.partitions.read().expect("partitions lock");
+        if partitions.is_empty() {
+            return None;
+        }
+        Some(partitions[self.next.fetch_add(1, Ordering::Relaxed) % partitions.len()])
+    }
+
+    pub fn snapshot(&self) -> Vec<i32> {
+        self.partitions.read().expect("partitions lock").clone()
+    }
+}
+
+/// Tracks which reply partitions the group gave this gateway.
+pub struct ReplyContext {
+    owned: OwnedPartitions,
+    topic: String,
+    readiness: Readiness,
+}
+
+impl ClientContext for ReplyContext {}
+
+impl ConsumerContext for ReplyContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let mut partitions: Vec<i32> = assigned
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            partitions.sort_unstable();
+            tracing::info!(?partitions, "reply partitions assigned");
+            // Keep the old return addresses while a rebalance has revoked
+            // everything: an empty assignment only happens with more
+            // gateways than partitions.
+            if !partitions.is_empty() {
+                *self.owned.partitions.write().expect("partitions lock") = partitions;
+                self.readiness.done(REPLY_PARTITIONS);
+            }
+        }
+    }
+}
+
+/// HTTP requests waiting for their page, by request id.
+#[derive(Clone, Default)]
+pub struct Waiting {
+    senders: Arc<Mutex<HashMap<String, oneshot::Sender<PageCompleted>>>>,
+}
+
+impl Waiting {
+    /// Registers a request before it is sent, so no reply can be missed.
+    pub fn register(&self, request_id: &str) -> oneshot::Receiver<PageCompleted> {
+        let (tx, rx) = oneshot::channel();
+        self.senders.lock().expect("waiting lock").insert(request_id.to_owned(), tx);
+        rx
+    }
+
+    /// Forgets a request that gave up waiting.
+    pub fn forget(&self, request_id: &str) {
+        self.senders.lock().expect("waiting lock").remove(request_id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.senders.lock().expect("waiting lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn deliver(&self, page: PageCompleted) {
+        let sender = self.senders.lock().expect("waiting lock").remove(&page.context.request_id);
+        match sender {
+            Some(sender) => {
+                let _ = sender.send(page);
+            }
+            None => tracing::debug!(request_id = %page.context.request_id, "reply for no waiting request (late, or already answered)"),
+        }
+    }
+}
+
+/// Creates the reply consumer; partitions arrive with the first rebalance.
+pub fn subscribe(
+    settings: &KafkaSettings,
+    owned: OwnedPartitions,
+    readiness: Readiness,
+) -> storefront_runtime::Result<StreamConsumer<ReplyContext>> {
+    let topic = settings.topics().page_completed;
+    let consumer: StreamConsumer<ReplyContext> = settings
+        .client_config("gateway")
+        .set("group.id", settings.group("gateway-replies"))
+        // A reply is only useful to the request waiting now.
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "true")
+        .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
+        .create_with_context(ReplyContext { owned, topic: topic.clone(), readiness })
+        .map_err(|source| storefront_runtime::Error::Kafka { action: "create the reply consumer", source })?;
+    consumer
+        .subscribe(&[&topic])
+        .map_err(|source| storefront_runtime::Error::Kafka { action: "subscribe to replies", source })?;
+    Ok(consumer)
+}
+
+/// Delivers replies to waiting requests until `shutdown`.
+pub async fn deliver_replies(
+    consumer: StreamConsumer<ReplyContext>,
+    waiting: Waiting,
+    dead_letters: DeadLetters,
+    shutdown: CancellationToken,
+) -> storefront_runtime::Result<()> {
+    let consumer = Arc::new(consumer);
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = consumer.recv() => message,
+        };
+        let record = match message {
+            Ok(message) => Inbound::from_message(&message),
+            Err(error) => {
+                tracing::warn!(%error, "reply consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match record.decode::<PageCompleted>() {
+            Ok(page) => waiting.deliver(page),
+            Err(error) => {
+                if let Err(error) = dead_letters.send(&record, &error.to_string()).await {
+                    tracing::error!(%error, "could not dead-letter a reply");
+                }
+            }
+        }
+    }
+    processor::commit_and_close(consumer).await;
+    Ok(())
+}
