@@ -1,0 +1,8 @@
+//! The `storefront` CLI's library: the embedded broker, the seed data set,
+//! and the five services started together. `storefront up` and the
+//! end-to-end tests both use it.
+
+pub mod broker;
+pub mod keys;
+pub mod seed;
+pub mod stack;

@@ -1,0 +1,149 @@
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use storefront::{
+    broker::{self, Broker, Storage},
+    keys,
+    seed::{self, SeedConfig},
+    stack::{Service, StackConfig},
+};
+use storefront_runtime::KafkaSettings;
+
+/// The storefront event backbone.
+#[derive(Parser)]
+#[command(name = "storefront", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring the whole storefront up: the embedded broker (unless
+    /// KAFKA_BOOTSTRAP_SERVERS is set), topics, seed data, all five services.
+    Up(UpArgs),
+    /// Write the deterministic seed data set to the reference topics.
+    Seed {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        config: SeedConfig,
+    },
+    /// Print fresh keys as .env lines (user-svc's key pair, the cookie key).
+    Keygen,
+    /// Install the embedded broker into the cache if missing, and print its path.
+    InstallBroker,
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Use this Kafka instead of starting the embedded broker.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: Option<String>,
+    /// Where the embedded broker's data and the keys live.
+    #[arg(long, env = "STOREFRONT_DATA_DIR", default_value = ".storefront")]
+    data_dir: PathBuf,
+    /// Address of the storefront (the gateway).
+    #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Port of the embedded broker.
+    #[arg(long, default_value_t = 9092)]
+    broker_port: u16,
+    #[arg(long, env = "STOREFRONT_TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+    #[arg(long, env = "STOREFRONT_PARTITIONS", default_value_t = 3)]
+    partitions: i32,
+    #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 50)]
+    fetch_wait_ms: u32,
+    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
+    page_deadline_ms: u64,
+    #[command(flatten)]
+    seed: SeedConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    storefront_runtime::telemetry::init("info,librdkafka=warn");
+    match Cli::parse().command {
+        Command::Up(args) => up(args).await,
+        Command::Seed { kafka, config } => {
+            let report = seed::seed(&kafka, &config).await.context("failed to seed")?;
+            print_seed_report(&report);
+            Ok(())
+        }
+        Command::Keygen => {
+            print!("{}", keys::generate_env());
+            Ok(())
+        }
+        Command::InstallBroker => {
+            let path = tokio::task::spawn_blocking(broker::install).await??;
+            println!("{}", path.display());
+            Ok(())
+        }
+    }
+}
+
+fn print_seed_report(report: &seed::SeedReport) {
+    for (topic, n) in &report.written {
+        eprintln!("seeded {n} records into {topic}");
+    }
+    for (topic, n) in &report.skipped {
+        eprintln!("{topic} already holds {n} records; left alone");
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).context("failed to create the data directory")?;
+    let (broker, bootstrap) = match &args.bootstrap_servers {
+        Some(servers) => {
+            eprintln!("Using Kafka at {servers} (KAFKA_BOOTSTRAP_SERVERS); no embedded broker.");
+            (None, servers.clone())
+        }
+        None => {
+            let nisshi = tokio::task::spawn_blocking(broker::install).await??;
+            let addr = SocketAddr::from(([127, 0, 0, 1], args.broker_port));
+            let storage = Storage::Sqlite(args.data_dir.join("broker/nisshi.db"));
+            let log = args.data_dir.join("broker.log");
+            eprintln!("Starting the embedded broker on {addr} (data in {}, log in {})", args.data_dir.join("broker").display(), log.display());
+            let broker = tokio::task::spawn_blocking(move || Broker::start(&nisshi, addr, &storage, &log)).await??;
+            (Some(broker), addr.to_string())
+        }
+    };
+    let kafka = KafkaSettings {
+        bootstrap_servers: bootstrap,
+        topic_prefix: args.topic_prefix,
+        partitions: args.partitions,
+        replication_factor: 1,
+        fetch_wait_ms: args.fetch_wait_ms,
+    };
+    eprintln!("Seeding reference data (skipped where already there)...");
+    let report = seed::seed(&kafka, &args.seed).await.context("failed to seed")?;
+    print_seed_report(&report);
+
+    let (unseal_key, cookie_key) = keys::load_or_create(&args.data_dir.join("keys.env"))?;
+    let config = StackConfig {
+        gateway_addr: args.http_addr,
+        page_deadline_ms: args.page_deadline_ms,
+        unseal_key,
+        cookie_key,
+        ..StackConfig::new(kafka)
+    };
+    eprintln!("Starting the services (they load the reference data first)...");
+    let stack = config.start_all(&Service::ALL, Duration::from_secs(300)).await?;
+    for service in &stack.services {
+        eprintln!("  {:<12} http://{}/healthz", service.name, service.http_addr);
+    }
+    let url = format!("http://{}", stack.gateway_addr().expect("the gateway runs"));
+    println!("\nThe storefront is up at {url}  (log in as {} / {})\nCtrl-C stops everything.", seed::DEMO_USERNAME, seed::DEMO_PASSWORD);
+
+    storefront_runtime::shutdown::shutdown_signal().await;
+    eprintln!("Stopping the services...");
+    stack.stop().await;
+    if let Some(broker) = broker {
+        eprintln!("Stopping the broker...");
+        tokio::task::spawn_blocking(move || broker.stop()).await?;
+    }
+    eprintln!("Stopped.");
+    Ok(())
+}

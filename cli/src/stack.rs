@@ -1,0 +1,127 @@
+//! All five services in one process, as `storefront up` and the end-to-end
+//! tests run them. Each is the same library its own binary runs.
+
+use std::{net::SocketAddr, time::Duration};
+
+use gateway::cookies::CookieKey;
+use storefront_runtime::{KafkaSettings, RunningService};
+use tokio_util::sync::CancellationToken;
+use user_svc::UnsealKey;
+
+/// The storefront's services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    User,
+    History,
+    Ads,
+    Aggregator,
+    Gateway,
+}
+
+impl Service {
+    pub const ALL: [Service; 5] = [Self::User, Self::History, Self::Ads, Self::Aggregator, Self::Gateway];
+}
+
+/// What the services of one stack share.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub kafka: KafkaSettings,
+    /// The gateway's address (port 0 picks a free one).
+    pub gateway_addr: SocketAddr,
+    /// Health endpoints of the other services.
+    pub service_addr: SocketAddr,
+    pub unseal_key: UnsealKey,
+    pub cookie_key: CookieKey,
+    pub page_deadline_ms: u64,
+    pub reply_grace_ms: u64,
+}
+
+impl StackConfig {
+    /// A configuration with fresh keys and free ports.
+    pub fn new(kafka: KafkaSettings) -> Self {
+        Self {
+            kafka,
+            gateway_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            service_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            unseal_key: UnsealKey::generate(),
+            cookie_key: CookieKey::generate(),
+            page_deadline_ms: 250,
+            reply_grace_ms: 1000,
+        }
+    }
+
+    /// Starts one service.
+    pub async fn start(&self, service: Service, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+        let kafka = self.kafka.clone();
+        let http_addr = self.service_addr;
+        match service {
+            Service::User => {
+                user_svc::start(
+                    user_svc::Settings { kafka, http_addr, secret_key: self.unseal_key.clone(), session_ttl_secs: 86_400 },
+                    shutdown,
+                )
+                .await
+            }
+            Service::History => history_svc::start(history_svc::Settings { kafka, http_addr }, shutdown).await,
+            Service::Ads => ads_svc::start(ads_svc::Settings { kafka, http_addr }, shutdown).await,
+            Service::Aggregator => aggregator::start(aggregator::Settings { kafka, http_addr }, shutdown).await,
+            Service::Gateway => {
+                gateway::start(
+                    gateway::Settings {
+                        kafka,
+                        http_addr: self.gateway_addr,
+                        user_svc_public_key: self.unseal_key.seal_key(),
+                        cookie_key: self.cookie_key.clone(),
+                        page_deadline_ms: self.page_deadline_ms,
+                        reply_grace_ms: self.reply_grace_ms,
+                        max_body_bytes: 16 * 1024,
+                        max_waiting: 10_000,
+                        session_ttl_secs: 86_400,
+                        cookie_secure: false,
+                    },
+                    shutdown,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Starts `services` and waits until all are ready.
+    pub async fn start_all(&self, services: &[Service], ready_within: Duration) -> anyhow::Result<Stack> {
+        let mut running = Vec::new();
+        for service in services {
+            running.push(self.start(*service, CancellationToken::new()).await?);
+        }
+        for service in &running {
+            service.wait_ready(ready_within).await?;
+        }
+        Ok(Stack { services: running })
+    }
+}
+
+/// Running services.
+pub struct Stack {
+    pub services: Vec<RunningService>,
+}
+
+impl Stack {
+    /// The first gateway's address.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.services.iter().find(|s| s.name == "gateway").map(|s| s.http_addr)
+    }
+
+    /// Stops one service by name, if it runs.
+    pub async fn stop_service(&mut self, name: &str) {
+        if let Some(i) = self.services.iter().position(|s| s.name == name) {
+            self.services.remove(i).stop().await;
+        }
+    }
+
+    /// Stops everything, the gateway first so no new work comes in.
+    pub async fn stop(mut self) {
+        self.services.sort_by_key(|s| s.name != "gateway");
+        for service in self.services {
+            service.stop().await;
+        }
+    }
+}
