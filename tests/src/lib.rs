@@ -1,0 +1,260 @@
+//! The end-to-end harness: one real nisshi broker per test process, a
+//! topic namespace per test stack, the five services started in-process on
+//! free ports, and helpers to call the gateway and read topics back.
+
+use std::{
+    net::SocketAddr,
+    sync::OnceLock,
+    time::Duration,
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::{Headers, Message},
+    Offset, TopicPartitionList,
+};
+use storefront::{
+    broker::{self, Broker, Storage},
+    seed::{self, Dataset, SeedConfig},
+    stack::{Service, Stack, StackConfig},
+};
+use storefront_runtime::KafkaSettings;
+
+/// The broker every test of this process shares; stopped when the process exits.
+pub fn broker_addr() -> SocketAddr {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER
+        .get_or_init(|| {
+            let nisshi = broker::nisshi_path();
+            assert!(
+                nisshi.exists(),
+                "the embedded broker is not installed at {}: run scripts/prepare.sh (or `storefront install-broker`)",
+                nisshi.display()
+            );
+            let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port().expect("a free port")));
+            let log = std::env::temp_dir().join(format!("storefront-e2e-broker-{}.log", addr.port()));
+            Broker::start(&nisshi, addr, &Storage::Memory, &log).expect("the test broker starts")
+        })
+        .addr
+}
+
+/// Kafka settings in a fresh topic namespace on the shared broker.
+pub fn fresh_namespace() -> KafkaSettings {
+    let mut settings = KafkaSettings::new(broker_addr().to_string());
+    settings.topic_prefix = format!("t{:08x}.", rand::random::<u32>());
+    settings.fetch_wait_ms = 10;
+    settings
+}
+
+/// A seeded namespace with services running in it.
+pub struct TestStack {
+    pub config: StackConfig,
+    pub stack: Stack,
+    pub dataset: Dataset,
+}
+
+impl TestStack {
+    /// Seeds a small data set into a fresh namespace and starts `services`.
+    pub async fn start(services: &[Service], page_deadline_ms: u64) -> TestStack {
+        let kafka = fresh_namespace();
+        let seed_config = SeedConfig::small();
+        seed::seed(&kafka, &seed_config).await.expect("seeding works");
+        let config = StackConfig { page_deadline_ms, ..StackConfig::new(kafka) };
+        let stack = config.start_all(services, Duration::from_secs(60)).await.expect("the stack starts");
+        TestStack { config, stack, dataset: Dataset::generate(&seed_config) }
+    }
+
+    pub fn gateway(&self) -> Gateway {
+        Gateway::at(self.stack.gateway_addr().expect("a gateway runs"))
+    }
+}
+
+/// The stack most tests share: all five services, a generous deadline so a
+/// loaded CI machine still sees complete pages. It runs on its own runtime
+/// thread for the life of the test process.
+pub fn shared() -> &'static SharedStack {
+    static SHARED: OnceLock<SharedStack> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let test = TestStack::start(&Service::ALL, 3_000).await;
+                tx.send(SharedStack {
+                    gateway: test.stack.gateway_addr().unwrap(),
+                    config: test.config.clone(),
+                    dataset: test.dataset,
+                })
+                .unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(120)).expect("the shared stack starts")
+    })
+}
+
+pub struct SharedStack {
+    pub gateway: SocketAddr,
+    pub config: StackConfig,
+    pub dataset: Dataset,
+}
+
+impl SharedStack {
+    pub fn gateway(&self) -> Gateway {
+        Gateway::at(self.gateway)
+    }
+
+    pub fn kafka(&self) -> &KafkaSettings {
+        &self.config.kafka
+    }
+}
+
+/// A minimal HTTP client of the gateway that keeps the session cookie.
+pub struct Gateway {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The `sf_session=...` pair of the Set-Cookie header, ready to send back.
+    pub fn session_cookie(&self) -> Option<String> {
+        let set = self.headers.get("set-cookie")?.to_str().ok()?;
+        set.split(';').next().map(str::to_owned)
+    }
+
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+impl Gateway {
+    pub fn at(addr: SocketAddr) -> Self {
+        Self { base: format!("http://{addr}"), client: reqwest::Client::new() }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        let body = serde_json::json!({"username": username, "password": password}).to_string();
+        self.post("/api/login", "application/json", body.into_bytes()).await
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let request = self.client.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        Self::read(request).await
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        Self::read(request).await
+    }
+
+    async fn read(request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Reply { status, headers, body, text }
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn key_str(&self) -> String {
+        String::from_utf8_lossy(self.key.as_deref().unwrap_or_default()).into_owned()
+    }
+}
+
+/// Every record now on `topic`, all partitions.
+pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic)).await.unwrap()
+}
+
+fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = kafka
+        .client_config("storefront-e2e-reader")
+        .set("group.id", "storefront-e2e-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap();
+        if high > low {
+            remaining.insert(p, high);
+        }
+        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !remaining.is_empty() && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = message.unwrap();
+        let headers = message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        records.push(Record {
+            topic: topic.to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+        if remaining.get(&message.partition()).is_some_and(|high| message.offset() + 1 >= *high) {
+            remaining.remove(&message.partition());
+        }
+    }
+    assert!(remaining.is_empty(), "could not read all of {topic}");
+    records
+}
+
+/// Polls `check` until it returns Some, for up to `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
