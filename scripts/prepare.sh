@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing the storefront needs on a
+# Debian machine that has only the Rust toolchain: a few Debian packages, the
+# embedded broker (nisshi, built once into the cache, ~20 minutes on two
+# cores), and for the tests a Python venv with fastavro (the outside Avro
+# implementation our fingerprints are checked against).
+#
+#   scripts/prepare.sh          what `scripts/up` needs
+#   scripts/prepare.sh --test   that, plus what the tests need
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=false
+[[ "${1:-}" == "--test" ]] && want_test=true
+
+cache="${STOREFRONT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storefront}"
+mkdir -p "$cache"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# 1. Debian packages: a C toolchain for the bundled librdkafka and argon2,
+#    zlib, and Python for the fastavro check.
+packages=(gcc g++ make pkg-config zlib1g-dev)
+$want_test && packages+=(python3 python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    step "Installing Debian packages: ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+fi
+
+# 2. The embedded broker, once, through the same code path as `storefront up`.
+if [[ ! -x "${STOREFRONT_NISSHI_BIN:-$cache/nisshi/bin/nisshi}" ]]; then
+    step "Building the embedded broker (nisshi) into $cache: a one-time build of about 20 minutes"
+    cargo run --quiet --locked -p storefront -- install-broker
+fi
+
+# 3. fastavro for the tests.
+if $want_test; then
+    venv="$cache/venv"
+    if ! "$venv/bin/python3" -c 'import fastavro' 2>/dev/null; then
+        step "Creating $venv with fastavro"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check fastavro
+    fi
+fi
