@@ -1,7 +1,7 @@
 //! The per-request join, free of Kafka and clocks: parts go in, pages come
 //! out, and the caller says what time it is.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use storefront_runtime::TraceParent;
 use storefront_schemas::{Ad, PageCompleted, PageStatus, Purchase, RequestContext, Resolution, UserProfile};
@@ -59,6 +59,7 @@ pub struct Joins {
     pending: HashMap<String, Pending>,
     deadlines: BTreeSet<(i64, String)>,
     emitted: HashMap<String, i64>,
+    emitted_order: VecDeque<(i64, String)>,
 }
 
 /// How long an emitted request id is remembered, to drop late and redelivered parts.
@@ -110,8 +111,12 @@ impl Joins {
             .take_while(|(deadline, _)| *deadline <= now_ms)
             .map(|(_, id)| id.clone())
             .collect();
-        self.emitted.retain(|_, at| *at + REMEMBER_EMITTED_MS > now_ms);
         due.iter().map(|id| self.finish(id, now_ms)).collect()
+    }
+
+    /// Requests answered recently enough to be remembered.
+    pub fn remembered(&self) -> usize {
+        self.emitted.len()
     }
 
     /// Joins still waiting.
@@ -123,6 +128,11 @@ impl Joins {
         let p = self.pending.remove(request_id).expect("finish is called for pending joins");
         self.deadlines.remove(&(p.context.deadline_ms, request_id.to_owned()));
         self.emitted.insert(request_id.to_owned(), now_ms);
+        self.emitted_order.push_back((now_ms, request_id.to_owned()));
+        while self.emitted_order.front().is_some_and(|(at, _)| at + REMEMBER_EMITTED_MS <= now_ms) {
+            let (_, old) = self.emitted_order.pop_front().expect("checked");
+            self.emitted.remove(&old);
+        }
         let mut missing = Vec::new();
         let (status, rejection, user) = match p.user {
             Some((Resolution::Rejected, rejection, _)) => (PageStatus::Rejected, rejection, None),
@@ -230,5 +240,14 @@ mod tests {
         assert_eq!(pages[0].page.missing, ["user", "history", "ads"]);
         assert_eq!(joins.next_deadline(), Some(300));
         assert_eq!(joins.pending(), 1);
+    }
+
+    #[test]
+    fn answered_requests_are_forgotten_after_ten_minutes() {
+        let mut joins = Joins::default();
+        let rejected = || Part::User { status: Resolution::Rejected, rejection: None, user: None };
+        joins.add(context("old", 250), rejected(), None, source(1), 0);
+        joins.add(context("new", REMEMBER_EMITTED_MS + 250), rejected(), None, source(2), REMEMBER_EMITTED_MS);
+        assert_eq!(joins.remembered(), 1);
     }
 }

@@ -98,6 +98,11 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Overloaded | Self::NotReady) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if matches!(self, Self::TooLarge(_)) {
+            // The rest of the body was never read, so this connection cannot
+            // carry another request: say so, or a client reusing it fails.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -14,6 +14,7 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    statistics::Statistics,
     ClientContext,
 };
 use storefront_runtime::{processor, DeadLetters, Inbound, KafkaSettings, Readiness};
@@ -53,26 +54,44 @@ pub struct ReplyContext {
     readiness: Readiness,
 }
 
-impl ClientContext for ReplyContext {}
+impl ClientContext for ReplyContext {
+    fn stats(&self, statistics: Statistics) {
+        self.on_statistics(&statistics);
+    }
+}
 
 impl ConsumerContext for ReplyContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
-            let mut partitions: Vec<i32> = assigned
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            partitions.sort_unstable();
-            tracing::info!(?partitions, "reply partitions assigned");
-            // Keep the old return addresses while a rebalance has revoked
-            // everything: an empty assignment only happens with more
-            // gateways than partitions.
-            if !partitions.is_empty() {
-                *self.owned.partitions.write().expect("partitions lock") = partitions;
-                self.readiness.done(REPLY_PARTITIONS);
-            }
+            tracing::info!(assigned = assigned.count(), "reply partitions assigned; waiting for their fetch positions");
         }
+    }
+}
+
+impl ReplyContext {
+    /// The partitions whose fetcher is active, i.e. whose start offset is
+    /// known: a reply written there from now on will be read. Naming a
+    /// partition before that could lose the reply to `auto.offset.reset=latest`.
+    fn on_statistics(&self, statistics: &Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let mut active: Vec<i32> = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.desired && p.fetch_state == "active")
+            .map(|p| p.partition)
+            .collect();
+        active.sort_unstable();
+        // While a rebalance has revoked everything, keep the old addresses.
+        if active.is_empty() {
+            return;
+        }
+        let mut owned = self.owned.partitions.write().expect("partitions lock");
+        if *owned != active {
+            tracing::info!(partitions = ?active, "reply partitions owned");
+            *owned = active;
+        }
+        drop(owned);
+        self.readiness.done(REPLY_PARTITIONS);
     }
 }
 
@@ -128,6 +147,7 @@ pub fn subscribe(
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "true")
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
+        .set("statistics.interval.ms", "100")
         .create_with_context(ReplyContext { owned, topic: topic.clone(), readiness })
         .map_err(|source| storefront_runtime::Error::Kafka { action: "create the reply consumer", source })?;
     consumer

@@ -4,9 +4,10 @@ use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Default)]
 struct PartitionOffsets {
+    /// Begun, not yet done.
     pending: BTreeSet<i64>,
-    highest_done: Option<i64>,
-    stored: Option<i64>,
+    /// Done, but an earlier record is still pending.
+    done: BTreeSet<i64>,
 }
 
 /// Tracks records in flight per partition. A record's offset may be
@@ -29,17 +30,12 @@ impl OffsetTracker {
         if !state.pending.remove(&offset) {
             return None;
         }
-        state.highest_done = state.highest_done.max(Some(offset));
+        state.done.insert(offset);
         let safe = match state.pending.first() {
-            Some(first_pending) => {
-                Some(first_pending - 1).filter(|s| *s >= 0 && Some(*s) <= state.highest_done)
-            }
-            None => state.highest_done,
+            Some(first_pending) => state.done.range(..first_pending).next_back().copied(),
+            None => state.done.last().copied(),
         }?;
-        if state.stored.is_some_and(|stored| stored >= safe) {
-            return None;
-        }
-        state.stored = Some(safe);
+        state.done = state.done.split_off(&(safe + 1));
         Some(safe)
     }
 

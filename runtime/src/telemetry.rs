@@ -14,7 +14,9 @@ pub fn subscriber(default_filter: &str) -> impl tracing::Subscriber + Send + Syn
         .finish()
 }
 
-/// Installs `subscriber` as the global default; later calls do nothing.
+/// Installs `subscriber` as the global default, and routes the `log`
+/// records of librdkafka's wrapper into it; later calls do nothing.
 pub fn init(default_filter: &str) {
-    let _ = tracing::subscriber::set_global_default(subscriber(default_filter));
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = subscriber(default_filter).try_init();
 }
