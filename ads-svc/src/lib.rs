@@ -12,7 +12,8 @@ use std::{
 
 use storefront_read_models::{decode_order, decode_product, Catalog, OrderBook};
 use storefront_runtime::{
-    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler, RunningService, Topics,
+    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
+    RunningService, Topics,
 };
 use storefront_schemas::{now_ms, AdsSelected, Resolution, UserResolved};
 use tokio_util::sync::CancellationToken;
@@ -48,7 +49,9 @@ struct AdsHandler {
 
 impl RecordHandler for AdsHandler {
     async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let resolved: UserResolved = record.decode().map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let resolved: UserResolved = record
+            .decode()
+            .map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let context = resolved.context;
         let user = match (resolved.status, resolved.user) {
             (Resolution::Authenticated, Some(user)) => user,
@@ -61,11 +64,26 @@ impl RecordHandler for AdsHandler {
         let ads = {
             let mut guard = self.model.lock().expect("read model lock");
             let model = &mut *guard;
-            let recent: Vec<String> =
-                model.orders.recent_products(&user.customer_id, ANCHORS).into_iter().map(|(p, _)| p).collect();
-            select_ads(&user.customer_id, &recent, &model.catalog, &model.orders, &mut model.co_purchases, ADS_PER_PAGE)
+            let recent: Vec<String> = model
+                .orders
+                .recent_products(&user.customer_id, ANCHORS)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            select_ads(
+                &user.customer_id,
+                &recent,
+                &model.catalog,
+                &model.orders,
+                &mut model.co_purchases,
+                ADS_PER_PAGE,
+            )
         };
-        let event = AdsSelected { context, customer_id: user.customer_id, ads };
+        let event = AdsSelected {
+            context,
+            customer_id: user.customer_id,
+            ads,
+        };
         Ok(vec![Outbound::event(
             &self.topics.ads_selected,
             &event.context.session_id,
@@ -77,7 +95,10 @@ impl RecordHandler for AdsHandler {
 }
 
 /// Starts ads-svc; it runs until `shutdown` is cancelled.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let model = Arc::new(Mutex::new(ReadModel::default()));
     let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());

@@ -25,7 +25,12 @@ impl CoPurchases {
             *self.orders_with.entry((*a).clone()).or_default() += 1;
             for b in &distinct {
                 if a != b {
-                    *self.together.entry((*a).clone()).or_default().entry((*b).clone()).or_default() += 1;
+                    *self
+                        .together
+                        .entry((*a).clone())
+                        .or_default()
+                        .entry((*b).clone())
+                        .or_default() += 1;
                 }
             }
         }
@@ -34,12 +39,20 @@ impl CoPurchases {
 
     /// Orders that contain both products.
     pub fn together(&self, a: &str, b: &str) -> u32 {
-        self.together.get(a).and_then(|m| m.get(b)).copied().unwrap_or(0)
+        self.together
+            .get(a)
+            .and_then(|m| m.get(b))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn best_sellers(&mut self) -> &[(String, u32)] {
         self.best_sellers.get_or_insert_with(|| {
-            let mut all: Vec<_> = self.orders_with.iter().map(|(p, n)| (p.clone(), *n)).collect();
+            let mut all: Vec<_> = self
+                .orders_with
+                .iter()
+                .map(|(p, n)| (p.clone(), *n))
+                .collect();
             all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             all.truncate(256);
             all
@@ -60,7 +73,9 @@ pub fn select_ads(
     // candidate -> (score, strongest anchor, its count)
     let mut scores: HashMap<&str, (u32, &str, u32)> = HashMap::new();
     for anchor in recent {
-        let Some(partners) = co.together.get(anchor) else { continue };
+        let Some(partners) = co.together.get(anchor) else {
+            continue;
+        };
         for (candidate, count) in partners {
             if bought.contains(candidate.as_str()) || catalog.get(candidate).is_none() {
                 continue;
@@ -82,19 +97,29 @@ pub fn select_ads(
         .filter_map(|(candidate, (_, anchor, count))| {
             let product = catalog.get(candidate)?;
             let anchor_name = catalog.get(anchor).map_or(anchor, |p| p.name.as_str());
-            let orders = if count == 1 { "1 order".to_owned() } else { format!("{count} orders") };
+            let orders = if count == 1 {
+                "1 order".to_owned()
+            } else {
+                format!("{count} orders")
+            };
             Some(Ad {
                 product_id: product.product_id.clone(),
                 name: product.name.clone(),
                 price_cents: product.price_cents,
-                reason: format!("Bought together with {anchor_name} (which you bought recently) in {orders}"),
+                reason: format!(
+                    "Bought together with {anchor_name} (which you bought recently) in {orders}"
+                ),
             })
         })
         .collect();
 
     if ads.len() < limit {
         let chosen: HashSet<String> = ads.iter().map(|a| a.product_id.clone()).collect();
-        let fallback = if recent.is_empty() { "Popular with shoppers" } else { "Best-seller" };
+        let fallback = if recent.is_empty() {
+            "Popular with shoppers"
+        } else {
+            "Best-seller"
+        };
         let fill: Vec<Ad> = co
             .best_sellers()
             .iter()
@@ -156,25 +181,45 @@ mod tests {
             ("o5", "c-me", &["p-a", "p-b"]),
             ("o6", "c-other3", &["p-e"]),
         ]);
-        let recent: Vec<String> = book.recent_products("c-me", 5).into_iter().map(|(p, _)| p).collect();
+        let recent: Vec<String> = book
+            .recent_products("c-me", 5)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         let ads = select_ads("c-me", &recent, &catalog, &book, &mut co, 3);
         let ids: Vec<_> = ads.iter().map(|a| a.product_id.as_str()).collect();
         // p-c: 3 with p-a + 1 with p-b = 4; p-d: 2 with p-a. p-a and p-b are bought.
         assert_eq!(ids[..2], ["p-c", "p-d"]);
-        assert!(ads[0].reason.contains("Product p-a") && ads[0].reason.contains("3 orders"), "{}", ads[0].reason);
+        assert!(
+            ads[0].reason.contains("Product p-a") && ads[0].reason.contains("3 orders"),
+            "{}",
+            ads[0].reason
+        );
         assert!(!ids.contains(&"p-a") && !ids.contains(&"p-b"));
-        assert_eq!(ids[2], "p-e", "filled with a best-seller nobody bought with p-a or p-b");
-        assert!(ads[2].reason.starts_with("Best-seller"), "{}", ads[2].reason);
+        assert_eq!(
+            ids[2], "p-e",
+            "filled with a best-seller nobody bought with p-a or p-b"
+        );
+        assert!(
+            ads[2].reason.starts_with("Best-seller"),
+            "{}",
+            ads[2].reason
+        );
     }
 
     #[test]
     fn a_user_with_no_history_gets_best_sellers() {
-        let (catalog, book, mut co) = world(&[
-            ("o1", "c-1", &["p-e", "p-f"]),
-            ("o2", "c-2", &["p-e"]),
-        ]);
+        let (catalog, book, mut co) =
+            world(&[("o1", "c-1", &["p-e", "p-f"]), ("o2", "c-2", &["p-e"])]);
         let ads = select_ads("c-new", &[], &catalog, &book, &mut co, 2);
-        assert_eq!(ads.iter().map(|a| a.product_id.as_str()).collect::<Vec<_>>(), ["p-e", "p-f"]);
-        assert!(ads[0].reason.starts_with("Popular with shoppers: in 2 orders"));
+        assert_eq!(
+            ads.iter()
+                .map(|a| a.product_id.as_str())
+                .collect::<Vec<_>>(),
+            ["p-e", "p-f"]
+        );
+        assert!(ads[0]
+            .reason
+            .starts_with("Popular with shoppers: in 2 orders"));
     }
 }

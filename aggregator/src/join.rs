@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use storefront_runtime::TraceParent;
-use storefront_schemas::{Ad, PageCompleted, PageStatus, Purchase, RequestContext, Resolution, UserProfile};
+use storefront_schemas::{
+    Ad, PageCompleted, PageStatus, Purchase, RequestContext, Resolution, UserProfile,
+};
 
 /// Where a part came from, so its offset can be committed once its page is out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +21,11 @@ pub struct Source {
 pub enum Part {
     /// The gateway's request: opens the join and starts its deadline.
     Requested,
-    User { status: Resolution, rejection: Option<String>, user: Option<UserProfile> },
+    User {
+        status: Resolution,
+        rejection: Option<String>,
+        user: Option<UserProfile>,
+    },
     History(Vec<Purchase>),
     Ads(Vec<Ad>),
 }
@@ -48,7 +54,7 @@ pub enum Added {
     /// The join waits for more parts or its deadline.
     Waiting,
     /// The part completed (or rejected) the page.
-    Emit(ReadyPage),
+    Emit(Box<ReadyPage>),
     /// The page was already emitted: the part changes nothing.
     Late(Source),
 }
@@ -67,14 +73,29 @@ const REMEMBER_EMITTED_MS: i64 = 10 * 60 * 1000;
 
 impl Joins {
     /// Adds one part of a request at time `now_ms`.
-    pub fn add(&mut self, context: RequestContext, part: Part, trace: Option<TraceParent>, source: Source, now_ms: i64) -> Added {
+    pub fn add(
+        &mut self,
+        context: RequestContext,
+        part: Part,
+        trace: Option<TraceParent>,
+        source: Source,
+        now_ms: i64,
+    ) -> Added {
         if self.emitted.contains_key(&context.request_id) {
             return Added::Late(source);
         }
         let request_id = context.request_id.clone();
         let pending = self.pending.entry(request_id.clone()).or_insert_with(|| {
-            self.deadlines.insert((context.deadline_ms, request_id.clone()));
-            Pending { context, trace: None, user: None, history: None, ads: None, sources: Vec::new() }
+            self.deadlines
+                .insert((context.deadline_ms, request_id.clone()));
+            Pending {
+                context,
+                trace: None,
+                user: None,
+                history: None,
+                ads: None,
+                sources: Vec::new(),
+            }
         });
         pending.sources.push(source);
         if pending.trace.is_none() || matches!(part, Part::Requested) {
@@ -82,17 +103,23 @@ impl Joins {
         }
         match part {
             Part::Requested => {}
-            Part::User { status, rejection, user } => pending.user = Some((status, rejection, user)),
+            Part::User {
+                status,
+                rejection,
+                user,
+            } => pending.user = Some((status, rejection, user)),
             Part::History(purchases) => pending.history = Some(purchases),
             Part::Ads(ads) => pending.ads = Some(ads),
         }
         let done = match &pending.user {
             Some((Resolution::Rejected, ..)) => true,
-            Some((Resolution::Authenticated, ..)) => pending.history.is_some() && pending.ads.is_some(),
+            Some((Resolution::Authenticated, ..)) => {
+                pending.history.is_some() && pending.ads.is_some()
+            }
             None => false,
         };
         if done {
-            Added::Emit(self.finish(&request_id, now_ms))
+            Added::Emit(Box::new(self.finish(&request_id, now_ms)))
         } else {
             Added::Waiting
         }
@@ -125,11 +152,20 @@ impl Joins {
     }
 
     fn finish(&mut self, request_id: &str, now_ms: i64) -> ReadyPage {
-        let p = self.pending.remove(request_id).expect("finish is called for pending joins");
-        self.deadlines.remove(&(p.context.deadline_ms, request_id.to_owned()));
+        let p = self
+            .pending
+            .remove(request_id)
+            .expect("finish is called for pending joins");
+        self.deadlines
+            .remove(&(p.context.deadline_ms, request_id.to_owned()));
         self.emitted.insert(request_id.to_owned(), now_ms);
-        self.emitted_order.push_back((now_ms, request_id.to_owned()));
-        while self.emitted_order.front().is_some_and(|(at, _)| at + REMEMBER_EMITTED_MS <= now_ms) {
+        self.emitted_order
+            .push_back((now_ms, request_id.to_owned()));
+        while self
+            .emitted_order
+            .front()
+            .is_some_and(|(at, _)| at + REMEMBER_EMITTED_MS <= now_ms)
+        {
             let (_, old) = self.emitted_order.pop_front().expect("checked");
             self.emitted.remove(&old);
         }
@@ -143,7 +179,11 @@ impl Joins {
                 if p.ads.is_none() {
                     missing.push("ads".to_owned());
                 }
-                let status = if missing.is_empty() { PageStatus::Complete } else { PageStatus::Partial };
+                let status = if missing.is_empty() {
+                    PageStatus::Complete
+                } else {
+                    PageStatus::Partial
+                };
                 (status, None, user)
             }
             None => {
@@ -158,10 +198,22 @@ impl Joins {
             missing,
             rejection,
             user,
-            recent_purchases: if authenticated { p.history.unwrap_or_default() } else { vec![] },
-            ads: if authenticated { p.ads.unwrap_or_default() } else { vec![] },
+            recent_purchases: if authenticated {
+                p.history.unwrap_or_default()
+            } else {
+                vec![]
+            },
+            ads: if authenticated {
+                p.ads.unwrap_or_default()
+            } else {
+                vec![]
+            },
         };
-        ReadyPage { page, trace: p.trace, sources: p.sources }
+        ReadyPage {
+            page,
+            trace: p.trace,
+            sources: p.sources,
+        }
     }
 }
 
@@ -181,23 +233,43 @@ mod tests {
     }
 
     fn source(offset: i64) -> Source {
-        Source { topic: "t".into(), partition: 0, offset }
+        Source {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        }
     }
 
     fn user() -> Part {
         Part::User {
             status: Resolution::Authenticated,
             rejection: None,
-            user: Some(UserProfile { customer_id: "c".into(), name: "Dana".into(), city: "Lyon".into() }),
+            user: Some(UserProfile {
+                customer_id: "c".into(),
+                name: "Dana".into(),
+                city: "Lyon".into(),
+            }),
         }
     }
 
     #[test]
     fn a_page_completes_when_all_parts_are_in_whatever_their_order() {
         let mut joins = Joins::default();
-        assert!(matches!(joins.add(context("r", 250), Part::Ads(vec![]), None, source(1), 10), Added::Waiting));
-        assert!(matches!(joins.add(context("r", 250), user(), None, source(2), 20), Added::Waiting));
-        let Added::Emit(ready) = joins.add(context("r", 250), Part::History(vec![]), None, source(3), 30) else {
+        assert!(matches!(
+            joins.add(context("r", 250), Part::Ads(vec![]), None, source(1), 10),
+            Added::Waiting
+        ));
+        assert!(matches!(
+            joins.add(context("r", 250), user(), None, source(2), 20),
+            Added::Waiting
+        ));
+        let Added::Emit(ready) = joins.add(
+            context("r", 250),
+            Part::History(vec![]),
+            None,
+            source(3),
+            30,
+        ) else {
             panic!("expected the page")
         };
         assert_eq!(ready.page.status, PageStatus::Complete);
@@ -209,8 +281,14 @@ mod tests {
     #[test]
     fn a_rejected_user_is_answered_at_once() {
         let mut joins = Joins::default();
-        let rejected = Part::User { status: Resolution::Rejected, rejection: Some("invalid_credentials".into()), user: None };
-        let Added::Emit(ready) = joins.add(context("r", 250), rejected, None, source(1), 5) else { panic!() };
+        let rejected = Part::User {
+            status: Resolution::Rejected,
+            rejection: Some("invalid_credentials".into()),
+            user: None,
+        };
+        let Added::Emit(ready) = joins.add(context("r", 250), rejected, None, source(1), 5) else {
+            panic!()
+        };
         assert_eq!(ready.page.status, PageStatus::Rejected);
         assert_eq!(ready.page.rejection.as_deref(), Some("invalid_credentials"));
     }
@@ -220,13 +298,22 @@ mod tests {
         let mut joins = Joins::default();
         joins.add(context("r", 250), Part::Requested, None, source(1), 0);
         joins.add(context("r", 250), user(), None, source(2), 40);
-        joins.add(context("r", 250), Part::History(vec![]), None, source(3), 60);
+        joins.add(
+            context("r", 250),
+            Part::History(vec![]),
+            None,
+            source(3),
+            60,
+        );
         assert!(joins.expire(249).is_empty(), "not before the deadline");
         let pages = joins.expire(250);
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].page.status, PageStatus::Partial);
         assert_eq!(pages[0].page.missing, ["ads"]);
-        assert!(matches!(joins.add(context("r", 250), Part::Ads(vec![]), None, source(4), 300), Added::Late(_)));
+        assert!(matches!(
+            joins.add(context("r", 250), Part::Ads(vec![]), None, source(4), 300),
+            Added::Late(_)
+        ));
     }
 
     #[test]
@@ -245,9 +332,19 @@ mod tests {
     #[test]
     fn answered_requests_are_forgotten_after_ten_minutes() {
         let mut joins = Joins::default();
-        let rejected = || Part::User { status: Resolution::Rejected, rejection: None, user: None };
+        let rejected = || Part::User {
+            status: Resolution::Rejected,
+            rejection: None,
+            user: None,
+        };
         joins.add(context("old", 250), rejected(), None, source(1), 0);
-        joins.add(context("new", REMEMBER_EMITTED_MS + 250), rejected(), None, source(2), REMEMBER_EMITTED_MS);
+        joins.add(
+            context("new", REMEMBER_EMITTED_MS + 250),
+            rejected(),
+            None,
+            source(2),
+            REMEMBER_EMITTED_MS,
+        );
         assert_eq!(joins.remembered(), 1);
     }
 }

@@ -11,17 +11,23 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use storefront_runtime::{
-    health, offsets::OffsetTracker, processor, processor::GroupContext, service::PRODUCER_WARM, topics, DeadLetters,
-    EventProducer, Inbound, KafkaSettings, Outbound, Readiness, RunningService, Topics,
+    health, offsets::OffsetTracker, processor, processor::GroupContext, service::PRODUCER_WARM,
+    topics, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness,
+    RunningService, Topics,
 };
-use storefront_schemas::{now_ms, AdsSelected, HistoryFetched, PageRequested, RequestContext, UserResolved};
+use storefront_schemas::{
+    now_ms, AdsSelected, HistoryFetched, PageRequested, RequestContext, UserResolved,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::join::{Added, Joins, Part, ReadyPage, Source};
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "aggregator", about = "Joins each request's parts into the completed page")]
+#[command(
+    name = "aggregator",
+    about = "Joins each request's parts into the completed page"
+)]
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
@@ -33,11 +39,14 @@ pub struct Settings {
 const SERVICE: &str = "aggregator";
 
 /// Starts the aggregator; it runs until `shutdown` is cancelled.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
     topics::ensure_topics(&settings.kafka).await?;
     let topics = settings.kafka.topics();
-    let reply_partitions = topics::partition_counts(&settings.kafka, &[&topics.page_completed]).await?
-        [&topics.page_completed];
+    let reply_partitions = topics::partition_counts(&settings.kafka, &[&topics.page_completed])
+        .await?[&topics.page_completed];
     let readiness = Readiness::new(&[PRODUCER_WARM, processor::PARTITIONS_ASSIGNED]);
     let producer = EventProducer::new(&settings.kafka, SERVICE)?;
     let consumer = Arc::new(processor::group_consumer(
@@ -69,13 +78,20 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         tracker: OffsetTracker::default(),
     };
     tasks.spawn(aggregator.run(consumer, shutdown.clone()));
-    let (http_addr, server) = health::serve(settings.http_addr, health::router(readiness.clone()), shutdown.clone()).await?;
+    let (http_addr, server) = health::serve(
+        settings.http_addr,
+        health::router(readiness.clone()),
+        shutdown.clone(),
+    )
+    .await?;
     tasks.spawn(async move {
         let _ = server.await;
         Ok(())
     });
     tracing::info!(service = SERVICE, %http_addr, "started");
-    Ok(RunningService::new(SERVICE, http_addr, readiness, shutdown, tasks))
+    Ok(RunningService::new(
+        SERVICE, http_addr, readiness, shutdown, tasks,
+    ))
 }
 
 struct Aggregator {
@@ -90,7 +106,11 @@ struct Aggregator {
 type Sent = Vec<Source>;
 
 impl Aggregator {
-    async fn run(mut self, consumer: Arc<StreamConsumer<GroupContext>>, shutdown: CancellationToken) -> storefront_runtime::Result<()> {
+    async fn run(
+        mut self,
+        consumer: Arc<StreamConsumer<GroupContext>>,
+        shutdown: CancellationToken,
+    ) -> storefront_runtime::Result<()> {
         let mut sending: JoinSet<Option<Sent>> = JoinSet::new();
         loop {
             let next_deadline = self.joins.next_deadline();
@@ -119,7 +139,7 @@ impl Aggregator {
                         match self.accept(&record) {
                             Ok(Added::Waiting) => {}
                             Ok(Added::Emit(ready)) => {
-                                sending.spawn(send_page(self.producer.clone(), ready, shutdown.clone()));
+                                sending.spawn(send_page(self.producer.clone(), *ready, shutdown.clone()));
                             }
                             Ok(Added::Late(source)) => self.done(&consumer, &source),
                             Err(reason) => {
@@ -147,11 +167,17 @@ impl Aggregator {
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("pages still unsent at shutdown; their inputs will be redelivered");
         }
         if self.joins.pending() > 0 {
-            tracing::info!(pending = self.joins.pending(), "handing back pending joins; their inputs are uncommitted and will be redelivered");
+            tracing::info!(
+                pending = self.joins.pending(),
+                "handing back pending joins; their inputs are uncommitted and will be redelivered"
+            );
         }
         processor::commit_and_close(consumer).await;
         Ok(())
@@ -166,7 +192,14 @@ impl Aggregator {
             (e.context, Part::Requested)
         } else if record.topic == t.user_resolved {
             let e: UserResolved = record.decode().map_err(|e| e.to_string())?;
-            (e.context, Part::User { status: e.status, rejection: e.rejection, user: e.user })
+            (
+                e.context,
+                Part::User {
+                    status: e.status,
+                    rejection: e.rejection,
+                    user: e.user,
+                },
+            )
         } else if record.topic == t.history_fetched {
             let e: HistoryFetched = record.decode().map_err(|e| e.to_string())?;
             (e.context, Part::History(e.purchases))
@@ -177,16 +210,27 @@ impl Aggregator {
             return Err(format!("unexpected topic {}", record.topic));
         };
         if context.reply_topic != t.page_completed {
-            return Err(format!("reply topic {:?} is not {}", context.reply_topic, t.page_completed));
+            return Err(format!(
+                "reply topic {:?} is not {}",
+                context.reply_topic, t.page_completed
+            ));
         }
         if !(0..self.reply_partitions).contains(&context.reply_partition) {
-            return Err(format!("reply partition {} does not exist", context.reply_partition));
+            return Err(format!(
+                "reply partition {} does not exist",
+                context.reply_partition
+            ));
         }
-        Ok(self.joins.add(context, part, trace, source_of(record), now_ms()))
+        Ok(self
+            .joins
+            .add(context, part, trace, source_of(record), now_ms()))
     }
 
     fn done(&mut self, consumer: &StreamConsumer<GroupContext>, source: &Source) {
-        if let Some(offset) = self.tracker.finish(&source.topic, source.partition, source.offset) {
+        if let Some(offset) = self
+            .tracker
+            .finish(&source.topic, source.partition, source.offset)
+        {
             if let Err(error) = consumer.store_offset(&source.topic, source.partition, offset) {
                 tracing::debug!(%error, "offset not stored (partition revoked?)");
             }
@@ -195,21 +239,40 @@ impl Aggregator {
 }
 
 fn source_of(record: &Inbound) -> Source {
-    Source { topic: record.topic.clone(), partition: record.partition, offset: record.offset }
+    Source {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+    }
 }
 
 /// Sends a page to the gateway's reply partition, retrying until it is
 /// acknowledged or the aggregator stops (then its inputs are redelivered).
-async fn send_page(producer: EventProducer, ready: ReadyPage, shutdown: CancellationToken) -> Option<Sent> {
+async fn send_page(
+    producer: EventProducer,
+    ready: ReadyPage,
+    shutdown: CancellationToken,
+) -> Option<Sent> {
     let context = &ready.page.context;
-    let trace = ready.trace.map(|t| t.child()).unwrap_or_else(storefront_runtime::TraceParent::new_root);
-    let record = Outbound::event(&context.reply_topic, &context.session_id, &context.request_id, trace, &ready.page)
-        .to_partition(context.reply_partition);
+    let trace = ready
+        .trace
+        .map(|t| t.child())
+        .unwrap_or_else(storefront_runtime::TraceParent::new_root);
+    let record = Outbound::event(
+        &context.reply_topic,
+        &context.session_id,
+        &context.request_id,
+        trace,
+        &ready.page,
+    )
+    .to_partition(context.reply_partition);
     let mut backoff = Duration::from_millis(50);
     loop {
         match producer.send(&record).await {
             Ok(_) => return Some(ready.sources),
-            Err(error) => tracing::warn!(%error, request_id = %context.request_id, "page not sent; retrying"),
+            Err(error) => {
+                tracing::warn!(%error, request_id = %context.request_id, "page not sent; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,

@@ -8,5 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let service = aggregator::start(settings, Default::default())
         .await
         .context("failed to start aggregator")?;
-    service.run_until_signal().await.context("aggregator failed")
+    service
+        .run_until_signal()
+        .await
+        .context("aggregator failed")
 }

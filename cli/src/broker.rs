@@ -46,7 +46,15 @@ pub fn install() -> anyhow::Result<PathBuf> {
         root.display()
     );
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "nisshi", "--version", NISSHI_VERSION, "--locked", "--ignore-rust-version", "--root"])
+        .args([
+            "install",
+            "nisshi",
+            "--version",
+            NISSHI_VERSION,
+            "--locked",
+            "--ignore-rust-version",
+            "--root",
+        ])
         .arg(&root)
         .env("CARGO_TARGET_DIR", &build_dir)
         .status()
@@ -77,15 +85,24 @@ pub struct Broker {
 
 impl Broker {
     /// Starts nisshi on `addr` and waits until it answers Kafka metadata requests.
-    pub fn start(nisshi: &Path, addr: SocketAddr, storage: &Storage, log: &Path) -> anyhow::Result<Self> {
+    pub fn start(
+        nisshi: &Path,
+        addr: SocketAddr,
+        storage: &Storage,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            bail!("{addr} is already in use: stop what listens there or choose another broker port");
+            bail!(
+                "{addr} is already in use: stop what listens there or choose another broker port"
+            );
         }
         let storage_url = match storage {
             Storage::Sqlite(file) => {
-                let file = std::path::absolute(file).context("failed to resolve the broker's data file")?;
+                let file = std::path::absolute(file)
+                    .context("failed to resolve the broker's data file")?;
                 if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir).context("failed to create the broker's data directory")?;
+                    std::fs::create_dir_all(dir)
+                        .context("failed to create the broker's data directory")?;
                 }
                 // nisshi reads the URL path without its leading slash: an
                 // absolute file needs one slash more.
@@ -94,7 +111,8 @@ impl Broker {
             Storage::Memory => "memory://nisshi/".to_owned(),
         };
         let url = format!("tcp://{addr}");
-        let log_file = std::fs::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("failed to create {}", log.display()))?;
         // The shell starts the broker, and stops it when our end of its
         // stdin closes, which also happens when this process dies.
         // (A background list reads /dev/null unless told otherwise: hence fd 3.)
@@ -103,16 +121,29 @@ impl Broker {
         command
             .args(["-c", watchdog])
             .arg(nisshi)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", &storage_url])
-            .args(["--group-initial-rebalance-delay", "0s", "--group-poll-interval", "50ms"])
+            .args([
+                "--group-initial-rebalance-delay",
+                "0s",
+                "--group-poll-interval",
+                "50ms",
+            ])
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
         // Its own process group: a terminal's Ctrl-C reaches us first, so the
         // services can commit before the broker stops.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().with_context(|| format!("failed to start {}", nisshi.display()))?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("failed to start {}", nisshi.display()))?;
         let stdin = child.stdin.take();
         let mut broker = Self { addr, child, stdin };
         broker.wait_until_serving(Duration::from_secs(30), log)?;
@@ -125,7 +156,10 @@ impl Broker {
         while started.elapsed() < timeout {
             if let Some(status) = self.child.try_wait()? {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
-                bail!("the broker exited at start ({status}):\n{}", last_lines(&tail, 20));
+                bail!(
+                    "the broker exited at start ({status}):\n{}",
+                    last_lines(&tail, 20)
+                );
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 let client: BaseConsumer = rdkafka::ClientConfig::new()
@@ -138,7 +172,10 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("the broker did not answer on {} within {timeout:?}", self.addr)
+        bail!(
+            "the broker did not answer on {} within {timeout:?}",
+            self.addr
+        )
     }
 
     /// Stops the broker and waits for it to exit.
@@ -174,5 +211,7 @@ fn last_lines(text: &str, n: usize) -> String {
 
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -35,11 +35,13 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<(UnsealKey, CookieKey)> {
         }
         let unseal = UnsealKey::generate();
         let cookie = CookieKey::generate();
-        std::fs::write(path, env_lines(&unseal, &cookie)).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(path, env_lines(&unseal, &cookie))
+            .with_context(|| format!("failed to write {}", path.display()))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     let vars: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
     let unseal = UnsealKey::parse(vars.get(SECRET_KEY_VAR).context("no user-svc secret key")?)?;
     let cookie = CookieKey::parse(vars.get(COOKIE_KEY_VAR).context("no cookie key")?)?;

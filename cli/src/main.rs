@@ -68,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up(args).await,
         Command::Seed { kafka, config } => {
-            let report = seed::seed(&kafka, &config).await.context("failed to seed")?;
+            let report = seed::seed(&kafka, &config)
+                .await
+                .context("failed to seed")?;
             print_seed_report(&report);
             Ok(())
         }
@@ -105,8 +107,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let addr = SocketAddr::from(([127, 0, 0, 1], args.broker_port));
             let storage = Storage::Sqlite(args.data_dir.join("broker/nisshi.db"));
             let log = args.data_dir.join("broker.log");
-            eprintln!("Starting the embedded broker on {addr} (data in {}, log in {})", args.data_dir.join("broker").display(), log.display());
-            let broker = tokio::task::spawn_blocking(move || Broker::start(&nisshi, addr, &storage, &log)).await??;
+            eprintln!(
+                "Starting the embedded broker on {addr} (data in {}, log in {})",
+                args.data_dir.join("broker").display(),
+                log.display()
+            );
+            let broker =
+                tokio::task::spawn_blocking(move || Broker::start(&nisshi, addr, &storage, &log))
+                    .await??;
             (Some(broker), addr.to_string())
         }
     };
@@ -118,7 +126,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         fetch_wait_ms: args.fetch_wait_ms,
     };
     eprintln!("Seeding reference data (skipped where already there)...");
-    let report = seed::seed(&kafka, &args.seed).await.context("failed to seed")?;
+    let report = seed::seed(&kafka, &args.seed)
+        .await
+        .context("failed to seed")?;
     print_seed_report(&report);
 
     let (unseal_key, cookie_key) = keys::load_or_create(&args.data_dir.join("keys.env"))?;
@@ -130,12 +140,21 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ..StackConfig::new(kafka)
     };
     eprintln!("Starting the services (they load the reference data first)...");
-    let stack = config.start_all(&Service::ALL, Duration::from_secs(300)).await?;
+    let stack = config
+        .start_all(&Service::ALL, Duration::from_secs(300))
+        .await?;
     for service in &stack.services {
-        eprintln!("  {:<12} http://{}/healthz", service.name, service.http_addr);
+        eprintln!(
+            "  {:<12} http://{}/healthz",
+            service.name, service.http_addr
+        );
     }
     let url = format!("http://{}", stack.gateway_addr().expect("the gateway runs"));
-    println!("\nThe storefront is up at {url}  (log in as {} / {})\nCtrl-C stops everything.", seed::DEMO_USERNAME, seed::DEMO_PASSWORD);
+    println!(
+        "\nThe storefront is up at {url}  (log in as {} / {})\nCtrl-C stops everything.",
+        seed::DEMO_USERNAME,
+        seed::DEMO_PASSWORD
+    );
 
     storefront_runtime::shutdown::shutdown_signal().await;
     eprintln!("Stopping the services...");

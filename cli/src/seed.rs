@@ -43,7 +43,13 @@ pub struct SeedConfig {
 impl SeedConfig {
     /// A data set small enough for tests.
     pub fn small() -> Self {
-        Self { customers: 60, products: 80, orders: 1_500, seed: 7, hash_memory_kib: 256 }
+        Self {
+            customers: 60,
+            products: 80,
+            orders: 1_500,
+            seed: 7,
+            hash_memory_kib: 256,
+        }
     }
 }
 
@@ -57,31 +63,142 @@ pub struct Dataset {
 }
 
 const CATEGORIES: &[(&str, &[&str])] = &[
-    ("kitchen", &["Kettle", "Chef's Knife", "Cutting Board", "Saucepan", "Frying Pan", "Spatula", "Colander", "Teapot"]),
-    ("coffee", &["Coffee Grinder", "Pour-over Dripper", "Espresso Cups", "Milk Frother", "Coffee Beans", "Paper Filters", "Scale"]),
-    ("outdoor", &["Tent", "Sleeping Bag", "Camping Stove", "Headlamp", "Water Bottle", "Trekking Poles", "Rain Jacket"]),
-    ("garden", &["Trowel", "Pruning Shears", "Watering Can", "Seed Tray", "Garden Gloves", "Hose Nozzle", "Compost Bin"]),
-    ("office", &["Notebook", "Fountain Pen", "Desk Lamp", "Monitor Stand", "Stapler", "Desk Organizer", "Ink Bottle"]),
-    ("books", &["Cookbook", "Travel Guide", "Novel", "Field Guide", "Poetry Collection", "Atlas", "Sketchbook"]),
-    ("audio", &["Headphones", "Bluetooth Speaker", "Earbuds", "Turntable", "Record Cleaner", "Headphone Stand"]),
-    ("fitness", &["Yoga Mat", "Kettlebell", "Jump Rope", "Foam Roller", "Resistance Bands", "Water Flask"]),
-    ("home", &["Throw Blanket", "Candle", "Vase", "Picture Frame", "Cushion", "Wall Clock", "Doormat"]),
-    ("toys", &["Puzzle", "Building Blocks", "Board Game", "Kite", "Plush Bear", "Card Game"]),
+    (
+        "kitchen",
+        &[
+            "Kettle",
+            "Chef's Knife",
+            "Cutting Board",
+            "Saucepan",
+            "Frying Pan",
+            "Spatula",
+            "Colander",
+            "Teapot",
+        ],
+    ),
+    (
+        "coffee",
+        &[
+            "Coffee Grinder",
+            "Pour-over Dripper",
+            "Espresso Cups",
+            "Milk Frother",
+            "Coffee Beans",
+            "Paper Filters",
+            "Scale",
+        ],
+    ),
+    (
+        "outdoor",
+        &[
+            "Tent",
+            "Sleeping Bag",
+            "Camping Stove",
+            "Headlamp",
+            "Water Bottle",
+            "Trekking Poles",
+            "Rain Jacket",
+        ],
+    ),
+    (
+        "garden",
+        &[
+            "Trowel",
+            "Pruning Shears",
+            "Watering Can",
+            "Seed Tray",
+            "Garden Gloves",
+            "Hose Nozzle",
+            "Compost Bin",
+        ],
+    ),
+    (
+        "office",
+        &[
+            "Notebook",
+            "Fountain Pen",
+            "Desk Lamp",
+            "Monitor Stand",
+            "Stapler",
+            "Desk Organizer",
+            "Ink Bottle",
+        ],
+    ),
+    (
+        "books",
+        &[
+            "Cookbook",
+            "Travel Guide",
+            "Novel",
+            "Field Guide",
+            "Poetry Collection",
+            "Atlas",
+            "Sketchbook",
+        ],
+    ),
+    (
+        "audio",
+        &[
+            "Headphones",
+            "Bluetooth Speaker",
+            "Earbuds",
+            "Turntable",
+            "Record Cleaner",
+            "Headphone Stand",
+        ],
+    ),
+    (
+        "fitness",
+        &[
+            "Yoga Mat",
+            "Kettlebell",
+            "Jump Rope",
+            "Foam Roller",
+            "Resistance Bands",
+            "Water Flask",
+        ],
+    ),
+    (
+        "home",
+        &[
+            "Throw Blanket",
+            "Candle",
+            "Vase",
+            "Picture Frame",
+            "Cushion",
+            "Wall Clock",
+            "Doormat",
+        ],
+    ),
+    (
+        "toys",
+        &[
+            "Puzzle",
+            "Building Blocks",
+            "Board Game",
+            "Kite",
+            "Plush Bear",
+            "Card Game",
+        ],
+    ),
 ];
 const ADJECTIVES: &[&str] = &[
-    "Classic", "Compact", "Deluxe", "Everyday", "Nordic", "Rustic", "Studio", "Travel", "Heritage", "Urban", "Pro",
-    "Mini", "Eco", "Copper", "Oak", "Linen", "Granite", "Alpine",
+    "Classic", "Compact", "Deluxe", "Everyday", "Nordic", "Rustic", "Studio", "Travel", "Heritage",
+    "Urban", "Pro", "Mini", "Eco", "Copper", "Oak", "Linen", "Granite", "Alpine",
 ];
 const FIRST: &[&str] = &[
-    "Ada", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kiri", "Lena", "Mateo",
-    "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tomas", "Uma", "Viktor", "Wen", "Yara", "Zane",
+    "Ada", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kiri",
+    "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tomas", "Uma", "Viktor",
+    "Wen", "Yara", "Zane",
 ];
 const LAST: &[&str] = &[
-    "Alvarez", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen", "Kowalski",
-    "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Schmidt", "Tanaka", "Varga", "Weber", "Young",
+    "Alvarez", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito",
+    "Jensen", "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Schmidt",
+    "Tanaka", "Varga", "Weber", "Young",
 ];
 const CITIES: &[&str] = &[
-    "Lyon", "Porto", "Ghent", "Tartu", "Bergen", "Graz", "Bologna", "Malmo", "Brno", "Leipzig", "Utrecht", "Aarhus",
+    "Lyon", "Porto", "Ghent", "Tartu", "Bergen", "Graz", "Bologna", "Malmo", "Brno", "Leipzig",
+    "Utrecht", "Aarhus",
 ];
 
 /// 2026-01-01T00:00:00Z: order times end here, so the data set never changes with the clock.
@@ -100,27 +217,43 @@ impl Dataset {
             city: "Lyon".into(),
             registered_at_ms: EPOCH_MS - 400 * DAY_MS,
         }];
-        let mut logins = vec![(DEMO_USERNAME.to_owned(), DEMO_CUSTOMER_ID.to_owned(), DEMO_PASSWORD.to_owned())];
+        let mut logins = vec![(
+            DEMO_USERNAME.to_owned(),
+            DEMO_CUSTOMER_ID.to_owned(),
+            DEMO_PASSWORD.to_owned(),
+        )];
         for i in 1..=config.customers {
             let customer_id = format!("c-{i:06}");
             let username = format!("user{i}");
             customers.push(Customer {
                 customer_id: customer_id.clone(),
                 username: username.clone(),
-                name: format!("{} {}", FIRST.choose(&mut rng).unwrap(), LAST.choose(&mut rng).unwrap()),
+                name: format!(
+                    "{} {}",
+                    FIRST.choose(&mut rng).unwrap(),
+                    LAST.choose(&mut rng).unwrap()
+                ),
                 city: CITIES.choose(&mut rng).unwrap().to_string(),
                 registered_at_ms: EPOCH_MS - rng.gen_range(30..1000) * DAY_MS,
             });
-            logins.push((username.clone(), customer_id, format!("{username}-password")));
+            logins.push((
+                username.clone(),
+                customer_id,
+                format!("{username}-password"),
+            ));
         }
 
         let popularity = Popularity::new(&mut rng, &products);
         let mut orders = Vec::with_capacity(config.orders + 8);
         // Shoppers are long-tailed too: a few buy often.
-        let shopper_weights: Vec<f64> = (1..=config.customers.max(1)).map(|r| 1.0 / (r as f64).powf(0.6)).collect();
+        let shopper_weights: Vec<f64> = (1..=config.customers.max(1))
+            .map(|r| 1.0 / (r as f64).powf(0.6))
+            .collect();
         let shoppers = WeightedIndex::new(&shopper_weights).expect("weights are positive");
         for n in 0..config.orders {
-            let customer = if config.customers == 0 { DEMO_CUSTOMER_ID.to_owned() } else {
+            let customer = if config.customers == 0 {
+                DEMO_CUSTOMER_ID.to_owned()
+            } else {
                 format!("c-{:06}", shoppers.sample(&mut rng) + 1)
             };
             let basket = popularity.basket(&mut rng, &products);
@@ -141,12 +274,21 @@ impl Dataset {
                 product_ids: popularity.basket(&mut rng, &products),
             });
         }
-        Self { customers, logins, products, orders }
+        Self {
+            customers,
+            logins,
+            products,
+            orders,
+        }
     }
 
     /// What the demo account bought, newest first, distinct: what history-svc should show.
     pub fn recent_products(&self, customer_id: &str, limit: usize) -> Vec<String> {
-        let mut orders: Vec<&Order> = self.orders.iter().filter(|o| o.customer_id == customer_id).collect();
+        let mut orders: Vec<&Order> = self
+            .orders
+            .iter()
+            .filter(|o| o.customer_id == customer_id)
+            .collect();
         orders.sort_by(|a, b| (b.ordered_at_ms, &b.order_id).cmp(&(a.ordered_at_ms, &a.order_id)));
         let mut seen = BTreeSet::new();
         let mut recent = Vec::new();
@@ -162,7 +304,11 @@ impl Dataset {
 
     /// Every product a customer ever bought.
     pub fn all_products(&self, customer_id: &str) -> BTreeSet<String> {
-        self.orders.iter().filter(|o| o.customer_id == customer_id).flat_map(|o| o.product_ids.clone()).collect()
+        self.orders
+            .iter()
+            .filter(|o| o.customer_id == customer_id)
+            .flat_map(|o| o.product_ids.clone())
+            .collect()
     }
 }
 
@@ -173,7 +319,11 @@ fn generate_products(rng: &mut StdRng, count: usize) -> Vec<Product> {
             let noun = nouns[(i / CATEGORIES.len()) % nouns.len()];
             let adjective = ADJECTIVES[(i / (CATEGORIES.len() * nouns.len())) % ADJECTIVES.len()];
             let edition = i / (CATEGORIES.len() * nouns.len() * ADJECTIVES.len());
-            let name = if edition == 0 { format!("{adjective} {noun}") } else { format!("{adjective} {noun} {}", edition + 1) };
+            let name = if edition == 0 {
+                format!("{adjective} {noun}")
+            } else {
+                format!("{adjective} {noun} {}", edition + 1)
+            };
             Product {
                 product_id: format!("p-{i:05}"),
                 name,
@@ -202,12 +352,21 @@ impl Popularity {
         let category_of: Vec<usize> = (0..products.len()).map(|i| i % CATEGORIES.len()).collect();
         let by_category = (0..CATEGORIES.len())
             .map(|c| {
-                let members: Vec<usize> = (0..products.len()).filter(|i| category_of[*i] == c).collect();
+                let members: Vec<usize> = (0..products.len())
+                    .filter(|i| category_of[*i] == c)
+                    .collect();
                 let weights: Vec<f64> = members.iter().map(|i| weight[*i]).collect();
-                (members, WeightedIndex::new(&weights).expect("every category has products"))
+                (
+                    members,
+                    WeightedIndex::new(&weights).expect("every category has products"),
+                )
             })
             .collect();
-        Self { overall: WeightedIndex::new(&weight).expect("weights are positive"), by_category, category_of }
+        Self {
+            overall: WeightedIndex::new(&weight).expect("weights are positive"),
+            by_category,
+            category_of,
+        }
     }
 
     fn basket(&self, rng: &mut StdRng, products: &[Product]) -> Vec<String> {
@@ -219,12 +378,19 @@ impl Popularity {
             if picked.len() == size {
                 break;
             }
-            let next = if rng.gen_bool(0.8) { members[within.sample(rng)] } else { self.overall.sample(rng) };
+            let next = if rng.gen_bool(0.8) {
+                members[within.sample(rng)]
+            } else {
+                self.overall.sample(rng)
+            };
             if !picked.contains(&next) {
                 picked.push(next);
             }
         }
-        picked.into_iter().map(|i| products[i].product_id.clone()).collect()
+        picked
+            .into_iter()
+            .map(|i| products[i].product_id.clone())
+            .collect()
     }
 }
 
@@ -243,7 +409,10 @@ pub fn credentials(logins: &[(String, String, String)], memory_kib: u32) -> Vec<
                             let cost = if username == DEMO_USERNAME {
                                 HashCost::RECOMMENDED
                             } else {
-                                HashCost { memory_kib, iterations: 1 }
+                                HashCost {
+                                    memory_kib,
+                                    iterations: 1,
+                                }
                             };
                             Credential {
                                 username: username.clone(),
@@ -255,7 +424,10 @@ pub fn credentials(logins: &[(String, String, String)], memory_kib: u32) -> Vec<
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("hashing does not panic")).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("hashing does not panic"))
+            .collect()
     })
 }
 
@@ -284,9 +456,17 @@ pub async fn seed(settings: &KafkaSettings, config: &SeedConfig) -> anyhow::Resu
         (t.orders.clone(), dataset.orders.len()),
     ];
     let sizes = {
-        let (settings, topics) = (settings.clone(), plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>());
-        tokio::task::spawn_blocking(move || topics.iter().map(|t| topic_size(&settings, t)).collect::<Result<Vec<_>, _>>())
-            .await??
+        let (settings, topics) = (
+            settings.clone(),
+            plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || {
+            topics
+                .iter()
+                .map(|t| topic_size(&settings, t))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??
     };
     let mut sizes = sizes.into_iter();
     plan.retain(|(topic, planned)| {
@@ -300,15 +480,30 @@ pub async fn seed(settings: &KafkaSettings, config: &SeedConfig) -> anyhow::Resu
     });
     for (topic, _) in plan {
         let records: Vec<Outbound> = if topic == t.catalog {
-            dataset.products.iter().map(|p| Outbound::reference(&topic, &p.product_id, p)).collect()
+            dataset
+                .products
+                .iter()
+                .map(|p| Outbound::reference(&topic, &p.product_id, p))
+                .collect()
         } else if topic == t.customers {
-            dataset.customers.iter().map(|c| Outbound::reference(&topic, &c.customer_id, c)).collect()
+            dataset
+                .customers
+                .iter()
+                .map(|c| Outbound::reference(&topic, &c.customer_id, c))
+                .collect()
         } else if topic == t.credentials {
             let (logins, memory) = (dataset.logins.clone(), config.hash_memory_kib);
             let hashed = tokio::task::spawn_blocking(move || credentials(&logins, memory)).await?;
-            hashed.iter().map(|c| Outbound::reference(&topic, &c.username, c)).collect()
+            hashed
+                .iter()
+                .map(|c| Outbound::reference(&topic, &c.username, c))
+                .collect()
         } else {
-            dataset.orders.iter().map(|o| Outbound::reference(&topic, &o.customer_id, o)).collect()
+            dataset
+                .orders
+                .iter()
+                .map(|o| Outbound::reference(&topic, &o.customer_id, o))
+                .collect()
         };
         for batch in records.chunks(5_000) {
             producer.send_all(batch).await?;
@@ -327,7 +522,8 @@ fn topic_size(settings: &KafkaSettings, topic: &str) -> anyhow::Result<i64> {
     let mut total = 0;
     for t in metadata.topics() {
         for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), std::time::Duration::from_secs(5))?;
+            let (low, high) =
+                consumer.fetch_watermarks(topic, p.id(), std::time::Duration::from_secs(5))?;
             total += high - low.max(0);
         }
     }
@@ -349,7 +545,12 @@ mod tests {
 
     #[test]
     fn the_demo_account_has_a_history_and_popularity_is_long_tailed() {
-        let data = Dataset::generate(&SeedConfig { customers: 200, products: 200, orders: 20_000, ..SeedConfig::small() });
+        let data = Dataset::generate(&SeedConfig {
+            customers: 200,
+            products: 200,
+            orders: 20_000,
+            ..SeedConfig::small()
+        });
         assert_eq!(data.recent_products(DEMO_CUSTOMER_ID, 5).len(), 5);
         let mut counts = std::collections::HashMap::new();
         for order in &data.orders {
@@ -361,6 +562,9 @@ mod tests {
         sorted.sort_unstable_by(|a, b| b.cmp(a));
         let top_tenth: usize = sorted.iter().take(sorted.len() / 10).sum();
         let all: usize = sorted.iter().sum();
-        assert!(top_tenth * 2 > all, "the top 10% of products make over half the sales ({top_tenth} of {all})");
+        assert!(
+            top_tenth * 2 > all,
+            "the top 10% of products make over half the sales ({top_tenth} of {all})"
+        );
     }
 }

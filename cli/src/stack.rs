@@ -19,7 +19,13 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [Self::User, Self::History, Self::Ads, Self::Aggregator, Self::Gateway];
+    pub const ALL: [Service; 5] = [
+        Self::User,
+        Self::History,
+        Self::Ads,
+        Self::Aggregator,
+        Self::Gateway,
+    ];
 }
 
 /// What the services of one stack share.
@@ -51,20 +57,33 @@ impl StackConfig {
     }
 
     /// Starts one service.
-    pub async fn start(&self, service: Service, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    pub async fn start(
+        &self,
+        service: Service,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<RunningService> {
         let kafka = self.kafka.clone();
         let http_addr = self.service_addr;
         match service {
             Service::User => {
                 user_svc::start(
-                    user_svc::Settings { kafka, http_addr, secret_key: self.unseal_key.clone(), session_ttl_secs: 86_400 },
+                    user_svc::Settings {
+                        kafka,
+                        http_addr,
+                        secret_key: self.unseal_key.clone(),
+                        session_ttl_secs: 86_400,
+                    },
                     shutdown,
                 )
                 .await
             }
-            Service::History => history_svc::start(history_svc::Settings { kafka, http_addr }, shutdown).await,
+            Service::History => {
+                history_svc::start(history_svc::Settings { kafka, http_addr }, shutdown).await
+            }
             Service::Ads => ads_svc::start(ads_svc::Settings { kafka, http_addr }, shutdown).await,
-            Service::Aggregator => aggregator::start(aggregator::Settings { kafka, http_addr }, shutdown).await,
+            Service::Aggregator => {
+                aggregator::start(aggregator::Settings { kafka, http_addr }, shutdown).await
+            }
             Service::Gateway => {
                 gateway::start(
                     gateway::Settings {
@@ -87,7 +106,11 @@ impl StackConfig {
     }
 
     /// Starts `services` and waits until all are ready.
-    pub async fn start_all(&self, services: &[Service], ready_within: Duration) -> anyhow::Result<Stack> {
+    pub async fn start_all(
+        &self,
+        services: &[Service],
+        ready_within: Duration,
+    ) -> anyhow::Result<Stack> {
         let mut running = Vec::new();
         for service in services {
             running.push(self.start(*service, CancellationToken::new()).await?);
@@ -107,7 +130,10 @@ pub struct Stack {
 impl Stack {
     /// The first gateway's address.
     pub fn gateway_addr(&self) -> Option<SocketAddr> {
-        self.services.iter().find(|s| s.name == "gateway").map(|s| s.http_addr)
+        self.services
+            .iter()
+            .find(|s| s.name == "gateway")
+            .map(|s| s.http_addr)
     }
 
     /// Stops one service by name, if it runs.

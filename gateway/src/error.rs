@@ -93,15 +93,22 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response =
-            (self.status(), Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
+        let mut response = (
+            self.status(),
+            Json(json!({"error": {"code": self.code(), "message": message}})),
+        )
+            .into_response();
         if matches!(self, Self::Overloaded | Self::NotReady) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if matches!(self, Self::TooLarge(_)) {
             // The rest of the body was never read, so this connection cannot
             // carry another request: say so, or a client reusing it fails.
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

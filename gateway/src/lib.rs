@@ -20,10 +20,13 @@ use axum::{
 };
 use serde::Deserialize;
 use storefront_runtime::{
-    health, service::PRODUCER_WARM, topics, DeadLetters, EventProducer, KafkaSettings, Outbound, Readiness,
-    RunningService, TraceParent,
+    health, service::PRODUCER_WARM, topics, DeadLetters, EventProducer, KafkaSettings, Outbound,
+    Readiness, RunningService, TraceParent,
 };
-use storefront_schemas::{now_ms, LoginAttempt, PageCompleted, PageRequested, PageStatus, RequestContext, RequestId, SessionId};
+use storefront_schemas::{
+    now_ms, LoginAttempt, PageCompleted, PageRequested, PageStatus, RequestContext, RequestId,
+    SessionId,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use user_svc::SealKey;
@@ -112,24 +115,40 @@ async fn login(
     State(state): State<AppState>,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|r| ApiError::from_json_rejection(r, state.inner.settings.max_body_bytes))?;
+    let Json(request) =
+        body.map_err(|r| ApiError::from_json_rejection(r, state.inner.settings.max_body_bytes))?;
     let username = request.username.trim();
     if username.is_empty() || username.chars().count() > 64 {
-        return Err(ApiError::InvalidRequest("username must be 1 to 64 characters".into()));
+        return Err(ApiError::InvalidRequest(
+            "username must be 1 to 64 characters".into(),
+        ));
     }
     if request.password.is_empty() || request.password.len() > 256 {
-        return Err(ApiError::InvalidRequest("password must be 1 to 256 bytes".into()));
+        return Err(ApiError::InvalidRequest(
+            "password must be 1 to 256 bytes".into(),
+        ));
     }
     let session = SessionId::new();
     let login = LoginAttempt {
         username: username.to_owned(),
-        sealed_password: state.inner.settings.user_svc_public_key.seal(request.password.as_bytes()),
+        sealed_password: state
+            .inner
+            .settings
+            .user_svc_public_key
+            .seal(request.password.as_bytes()),
     };
     let page = state.request_page(session, Some(login)).await?;
     match page.status {
         PageStatus::Complete | PageStatus::Partial => {
-            let cookie = state.session_cookie(&state.inner.settings.cookie_key.sign(&session), state.inner.settings.session_ttl_secs);
-            Ok(([(header::SET_COOKIE, cookie)], Json(PageResponse::from_completed(page))).into_response())
+            let cookie = state.session_cookie(
+                &state.inner.settings.cookie_key.sign(&session),
+                state.inner.settings.session_ttl_secs,
+            );
+            Ok((
+                [(header::SET_COOKIE, cookie)],
+                Json(PageResponse::from_completed(page)),
+            )
+                .into_response())
         }
         PageStatus::Rejected => Err(ApiError::InvalidCredentials),
         PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
@@ -137,13 +156,18 @@ async fn login(
 }
 
 async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
+    let session =
+        session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
     let page = state.request_page(session, None).await?;
     match page.status {
-        PageStatus::Complete | PageStatus::Partial => Ok(Json(PageResponse::from_completed(page)).into_response()),
+        PageStatus::Complete | PageStatus::Partial => {
+            Ok(Json(PageResponse::from_completed(page)).into_response())
+        }
         PageStatus::Rejected => {
             let mut response = ApiError::InvalidSession.into_response();
-            response.headers_mut().insert(header::SET_COOKIE, state.session_cookie("", 0));
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, state.session_cookie("", 0));
             Ok(response)
         }
         PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
@@ -153,7 +177,11 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Respo
 /// Forgets the session in this browser. The session itself lives on until
 /// it expires in user-svc.
 async fn logout(State(state): State<AppState>) -> Response {
-    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, state.session_cookie("", 0))]).into_response()
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, state.session_cookie("", 0))],
+    )
+        .into_response()
 }
 
 fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
@@ -169,7 +197,11 @@ fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
 
 impl AppState {
     fn session_cookie(&self, value: &str, max_age_secs: u64) -> HeaderValue {
-        let secure = if self.inner.settings.cookie_secure { "; Secure" } else { "" };
+        let secure = if self.inner.settings.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        };
         HeaderValue::from_str(&format!(
             "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
         ))
@@ -178,7 +210,11 @@ impl AppState {
 
     /// Sends `page.requested` with this gateway's return address and waits
     /// for the aggregator's answer.
-    async fn request_page(&self, session: SessionId, login: Option<LoginAttempt>) -> Result<PageCompleted, ApiError> {
+    async fn request_page(
+        &self,
+        session: SessionId,
+        login: Option<LoginAttempt>,
+    ) -> Result<PageCompleted, ApiError> {
         let inner = &self.inner;
         if !inner.readiness.is_ready() {
             return Err(ApiError::NotReady);
@@ -199,12 +235,25 @@ impl AppState {
         };
         let event = PageRequested { context, login };
         let trace = TraceParent::new_root();
-        let record = Outbound::event(&inner.page_requested, &event.context.session_id, &request_id, trace, &event);
+        let record = Outbound::event(
+            &inner.page_requested,
+            &event.context.session_id,
+            &request_id,
+            trace,
+            &event,
+        );
         let reply = inner.waiting.register(&request_id);
-        let give_up = Duration::from_millis(inner.settings.page_deadline_ms + inner.settings.reply_grace_ms);
+        let give_up =
+            Duration::from_millis(inner.settings.page_deadline_ms + inner.settings.reply_grace_ms);
         let answer = tokio::time::timeout(give_up, async {
-            inner.producer.send(&record).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-            reply.await.map_err(|_| ApiError::Internal("reply channel closed".into()))
+            inner
+                .producer
+                .send(&record)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            reply
+                .await
+                .map_err(|_| ApiError::Internal("reply channel closed".into()))
         })
         .await;
         inner.waiting.forget(&request_id);
@@ -223,7 +272,10 @@ impl AppState {
 }
 
 /// Starts the gateway; it serves until `shutdown` is cancelled.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
     topics::ensure_topics(&settings.kafka).await?;
     let topics = settings.kafka.topics();
     let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
@@ -240,7 +292,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         Ok(())
     });
     let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone(), "gateway");
-    tasks.spawn(replies::deliver_replies(consumer, waiting.clone(), dead_letters, shutdown.clone()));
+    tasks.spawn(replies::deliver_replies(
+        consumer,
+        waiting.clone(),
+        dead_letters,
+        shutdown.clone(),
+    ));
 
     let http_addr = settings.http_addr;
     let state = AppState {
@@ -260,7 +317,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         Ok(())
     });
     tracing::info!(service = "gateway", %http_addr, "started");
-    Ok(RunningService::new("gateway", http_addr, readiness, shutdown, tasks))
+    Ok(RunningService::new(
+        "gateway", http_addr, readiness, shutdown, tasks,
+    ))
 }
 
 impl AppState {

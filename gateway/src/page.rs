@@ -47,10 +47,18 @@ impl PageResponse {
     pub fn from_completed(page: PageCompleted) -> Self {
         Self {
             request_id: page.context.request_id,
-            status: if page.status == PageStatus::Complete { "complete" } else { "partial" },
+            status: if page.status == PageStatus::Complete {
+                "complete"
+            } else {
+                "partial"
+            },
             missing: page.missing,
             page: PageBody {
-                user: page.user.map(|u| UserView { id: u.customer_id, name: u.name, city: u.city }),
+                user: page.user.map(|u| UserView {
+                    id: u.customer_id,
+                    name: u.name,
+                    city: u.city,
+                }),
                 recent_purchases: page
                     .recent_purchases
                     .into_iter()
@@ -65,7 +73,12 @@ impl PageResponse {
                 ads: page
                     .ads
                     .into_iter()
-                    .map(|a| AdView { product_id: a.product_id, name: a.name, price_cents: a.price_cents, reason: a.reason })
+                    .map(|a| AdView {
+                        product_id: a.product_id,
+                        name: a.name,
+                        price_cents: a.price_cents,
+                        reason: a.reason,
+                    })
                     .collect(),
             },
         }

@@ -63,7 +63,10 @@ impl ClientContext for ReplyContext {
 impl ConsumerContext for ReplyContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
-            tracing::info!(assigned = assigned.count(), "reply partitions assigned; waiting for their fetch positions");
+            tracing::info!(
+                assigned = assigned.count(),
+                "reply partitions assigned; waiting for their fetch positions"
+            );
         }
     }
 }
@@ -73,7 +76,9 @@ impl ReplyContext {
     /// known: a reply written there from now on will be read. Naming a
     /// partition before that could lose the reply to `auto.offset.reset=latest`.
     fn on_statistics(&self, statistics: &Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
         let mut active: Vec<i32> = topic
             .partitions
             .values()
@@ -105,13 +110,19 @@ impl Waiting {
     /// Registers a request before it is sent, so no reply can be missed.
     pub fn register(&self, request_id: &str) -> oneshot::Receiver<PageCompleted> {
         let (tx, rx) = oneshot::channel();
-        self.senders.lock().expect("waiting lock").insert(request_id.to_owned(), tx);
+        self.senders
+            .lock()
+            .expect("waiting lock")
+            .insert(request_id.to_owned(), tx);
         rx
     }
 
     /// Forgets a request that gave up waiting.
     pub fn forget(&self, request_id: &str) {
-        self.senders.lock().expect("waiting lock").remove(request_id);
+        self.senders
+            .lock()
+            .expect("waiting lock")
+            .remove(request_id);
     }
 
     pub fn len(&self) -> usize {
@@ -123,12 +134,18 @@ impl Waiting {
     }
 
     fn deliver(&self, page: PageCompleted) {
-        let sender = self.senders.lock().expect("waiting lock").remove(&page.context.request_id);
+        let sender = self
+            .senders
+            .lock()
+            .expect("waiting lock")
+            .remove(&page.context.request_id);
         match sender {
             Some(sender) => {
                 let _ = sender.send(page);
             }
-            None => tracing::debug!(request_id = %page.context.request_id, "reply for no waiting request (late, or already answered)"),
+            None => {
+                tracing::debug!(request_id = %page.context.request_id, "reply for no waiting request (late, or already answered)")
+            }
         }
     }
 }
@@ -148,11 +165,21 @@ pub fn subscribe(
         .set("enable.auto.commit", "true")
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
         .set("statistics.interval.ms", "100")
-        .create_with_context(ReplyContext { owned, topic: topic.clone(), readiness })
-        .map_err(|source| storefront_runtime::Error::Kafka { action: "create the reply consumer", source })?;
+        .create_with_context(ReplyContext {
+            owned,
+            topic: topic.clone(),
+            readiness,
+        })
+        .map_err(|source| storefront_runtime::Error::Kafka {
+            action: "create the reply consumer",
+            source,
+        })?;
     consumer
         .subscribe(&[&topic])
-        .map_err(|source| storefront_runtime::Error::Kafka { action: "subscribe to replies", source })?;
+        .map_err(|source| storefront_runtime::Error::Kafka {
+            action: "subscribe to replies",
+            source,
+        })?;
     Ok(consumer)
 }
 

@@ -9,7 +9,8 @@ use std::{
 
 use storefront_read_models::{decode_order, decode_product, recent_purchases, Catalog, OrderBook};
 use storefront_runtime::{
-    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler, RunningService, Topics,
+    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
+    RunningService, Topics,
 };
 use storefront_schemas::{now_ms, HistoryFetched, Resolution, UserResolved};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 pub const RECENT_PURCHASES: usize = 5;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "history-svc", about = "Finds each user's recent purchases for the storefront page")]
+#[command(
+    name = "history-svc",
+    about = "Finds each user's recent purchases for the storefront page"
+)]
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
@@ -40,7 +44,9 @@ struct HistoryHandler {
 
 impl RecordHandler for HistoryHandler {
     async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let resolved: UserResolved = record.decode().map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let resolved: UserResolved = record
+            .decode()
+            .map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let context = resolved.context;
         let user = match (resolved.status, resolved.user) {
             (Resolution::Authenticated, Some(user)) => user,
@@ -52,9 +58,18 @@ impl RecordHandler for HistoryHandler {
         }
         let purchases = {
             let model = self.model.read().expect("read model lock");
-            recent_purchases(&model.catalog, &model.orders, &user.customer_id, RECENT_PURCHASES)
+            recent_purchases(
+                &model.catalog,
+                &model.orders,
+                &user.customer_id,
+                RECENT_PURCHASES,
+            )
         };
-        let event = HistoryFetched { context, customer_id: user.customer_id, purchases };
+        let event = HistoryFetched {
+            context,
+            customer_id: user.customer_id,
+            purchases,
+        };
         Ok(vec![Outbound::event(
             &self.topics.history_fetched,
             &event.context.session_id,
@@ -66,7 +81,10 @@ impl RecordHandler for HistoryHandler {
 }
 
 /// Starts history-svc; it runs until `shutdown` is cancelled.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let model = Arc::new(RwLock::new(ReadModel::default()));
     let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());

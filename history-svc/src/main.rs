@@ -8,5 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let service = history_svc::start(settings, Default::default())
         .await
         .context("failed to start history-svc")?;
-    service.run_until_signal().await.context("history-svc failed")
+    service
+        .run_until_signal()
+        .await
+        .context("history-svc failed")
 }

@@ -51,9 +51,22 @@ impl OrderBook {
         if !self.seen.insert(order.order_id.clone()) {
             return false;
         }
-        let orders = &mut self.by_customer.entry(order.customer_id.clone()).or_default().orders;
-        let at = orders.partition_point(|(t, id, _)| (*t, id.as_str()) <= (order.ordered_at_ms, order.order_id.as_str()));
-        orders.insert(at, (order.ordered_at_ms, order.order_id.clone(), order.product_ids.clone()));
+        let orders = &mut self
+            .by_customer
+            .entry(order.customer_id.clone())
+            .or_default()
+            .orders;
+        let at = orders.partition_point(|(t, id, _)| {
+            (*t, id.as_str()) <= (order.ordered_at_ms, order.order_id.as_str())
+        });
+        orders.insert(
+            at,
+            (
+                order.ordered_at_ms,
+                order.order_id.clone(),
+                order.product_ids.clone(),
+            ),
+        );
         true
     }
 
@@ -62,7 +75,9 @@ impl OrderBook {
     pub fn recent_products(&self, customer_id: &str, limit: usize) -> Vec<(String, i64)> {
         let mut seen = HashSet::new();
         let mut recent = Vec::new();
-        let Some(customer) = self.by_customer.get(customer_id) else { return recent };
+        let Some(customer) = self.by_customer.get(customer_id) else {
+            return recent;
+        };
         'orders: for (at, _, products) in customer.orders.iter().rev() {
             for product in products {
                 if seen.insert(product.as_str()) {
@@ -80,7 +95,12 @@ impl OrderBook {
     pub fn all_products(&self, customer_id: &str) -> HashSet<&str> {
         self.by_customer
             .get(customer_id)
-            .map(|c| c.orders.iter().flat_map(|(_, _, p)| p.iter().map(String::as_str)).collect())
+            .map(|c| {
+                c.orders
+                    .iter()
+                    .flat_map(|(_, _, p)| p.iter().map(String::as_str))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -90,7 +110,12 @@ impl OrderBook {
 }
 
 /// The customer's recent purchases as they appear on the page.
-pub fn recent_purchases(catalog: &Catalog, orders: &OrderBook, customer_id: &str, limit: usize) -> Vec<Purchase> {
+pub fn recent_purchases(
+    catalog: &Catalog,
+    orders: &OrderBook,
+    customer_id: &str,
+    limit: usize,
+) -> Vec<Purchase> {
     orders
         .recent_products(customer_id, limit)
         .into_iter()
@@ -136,7 +161,11 @@ mod tests {
         book.apply(&order("o2", 200, &["p-b", "p-c"]));
         book.apply(&order("o1", 100, &["p-a", "p-b"]));
         book.apply(&order("o3", 300, &["p-d"]));
-        let recent: Vec<_> = book.recent_products("c-1", 3).into_iter().map(|(p, _)| p).collect();
+        let recent: Vec<_> = book
+            .recent_products("c-1", 3)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(recent, ["p-d", "p-b", "p-c"]);
         assert_eq!(book.recent_products("c-unknown", 3), vec![]);
     }

@@ -22,7 +22,11 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(producer: EventProducer, topic: String, service: &'static str) -> Self {
-        Self { producer, topic, service }
+        Self {
+            producer,
+            topic,
+            service,
+        }
     }
 
     /// Sends `record` to the dead-letter topic with `reason`, and waits for the ack.
@@ -33,7 +37,10 @@ impl DeadLetters {
         );
         let mut headers = OwnedHeaders::new();
         for (key, value) in &record.raw_headers {
-            headers = headers.insert(Header { key, value: Some(value) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
         }
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
@@ -44,7 +51,10 @@ impl DeadLetters {
             (SOURCE_OFFSET, offset.as_str()),
             (SERVICE, self.service),
         ] {
-            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
         }
         let mut future_record = rdkafka::producer::FutureRecord::to(&self.topic)
             .payload(record.payload.as_deref().unwrap_or_default())
@@ -57,6 +67,9 @@ impl DeadLetters {
             .send(future_record, std::time::Duration::from_secs(5))
             .await
             .map(|_| ())
-            .map_err(|(source, _)| Error::Kafka { action: "dead-letter a record", source })
+            .map_err(|(source, _)| Error::Kafka {
+                action: "dead-letter a record",
+                source,
+            })
     }
 }

@@ -28,14 +28,19 @@ impl EventHeaders {
 
     /// Headers of a reference record, which belongs to no request.
     pub fn reference(event_type: &str) -> Self {
-        Self { event_type: Some(event_type.to_owned()), ..Self::default() }
+        Self {
+            event_type: Some(event_type.to_owned()),
+            ..Self::default()
+        }
     }
 
     pub(crate) fn read(headers: Option<&BorrowedHeaders>) -> Self {
         let mut out = Self::default();
         let Some(headers) = headers else { return out };
         for header in headers.iter() {
-            let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) else { continue };
+            let Some(value) = header.value.and_then(|v| std::str::from_utf8(v).ok()) else {
+                continue;
+            };
             match header.key {
                 TRACEPARENT => out.traceparent = TraceParent::parse(value),
                 REQUEST_ID => out.request_id = Some(value.to_owned()),
@@ -49,13 +54,22 @@ impl EventHeaders {
     pub(crate) fn to_owned_headers(&self) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new();
         if let Some(tp) = &self.traceparent {
-            headers = headers.insert(Header { key: TRACEPARENT, value: Some(&tp.to_string()) });
+            headers = headers.insert(Header {
+                key: TRACEPARENT,
+                value: Some(&tp.to_string()),
+            });
         }
         if let Some(id) = &self.request_id {
-            headers = headers.insert(Header { key: REQUEST_ID, value: Some(id) });
+            headers = headers.insert(Header {
+                key: REQUEST_ID,
+                value: Some(id),
+            });
         }
         if let Some(et) = &self.event_type {
-            headers = headers.insert(Header { key: EVENT_TYPE, value: Some(et) });
+            headers = headers.insert(Header {
+                key: EVENT_TYPE,
+                value: Some(et),
+            });
         }
         headers
     }

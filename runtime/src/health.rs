@@ -19,12 +19,15 @@ pub struct Readiness {
 impl Readiness {
     pub fn new(conditions: &[&'static str]) -> Self {
         let (tx, _) = watch::channel(conditions.iter().copied().collect());
-        Self { pending: Arc::new(tx) }
+        Self {
+            pending: Arc::new(tx),
+        }
     }
 
     /// One condition is met.
     pub fn done(&self, condition: &'static str) {
-        self.pending.send_if_modified(|pending| pending.remove(condition));
+        self.pending
+            .send_if_modified(|pending| pending.remove(condition));
     }
 
     pub fn is_ready(&self) -> bool {
@@ -56,7 +59,10 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<serde_j
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
         let message = format!("waiting for: {}", readiness.pending().join(", "));
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"code": "not_ready", "message": message}})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": "not_ready", "message": message}})),
+        )
     }
 }
 
@@ -66,8 +72,12 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
     let handle = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -20,7 +20,11 @@ impl Inbound {
     pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
         let raw_headers = message
             .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             topic: message.topic().to_owned(),
@@ -41,11 +45,16 @@ impl Inbound {
     /// The trace to stamp on what this record causes: the same trace, a new
     /// span; a new trace if the record carried none.
     pub fn trace_child(&self) -> TraceParent {
-        self.headers.traceparent.map(|t| t.child()).unwrap_or_else(TraceParent::new_root)
+        self.headers
+            .traceparent
+            .map(|t| t.child())
+            .unwrap_or_else(TraceParent::new_root)
     }
 
     /// The key as text, if it is UTF-8.
     pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
     }
 }

@@ -21,15 +21,15 @@ pub mod trace;
 mod error;
 mod inbound;
 
+pub use dead_letter::DeadLetters;
 pub use error::{Error, Result};
 pub use headers::EventHeaders;
 pub use health::Readiness;
 pub use inbound::Inbound;
 pub use processor::{HandlerError, Processor, RecordHandler};
 pub use producer::{EventProducer, Outbound};
-pub use service::RunningService;
-pub use dead_letter::DeadLetters;
 pub use reference::ReferenceReader;
+pub use service::RunningService;
 pub use settings::KafkaSettings;
 pub use topics::Topics;
 pub use trace::TraceParent;

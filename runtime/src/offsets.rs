@@ -20,7 +20,11 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     /// A record was taken and its work has begun.
     pub fn begin(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.partitions.entry((topic.to_owned(), partition)).or_default().pending.insert(offset);
+        self.partitions
+            .entry((topic.to_owned(), partition))
+            .or_default()
+            .pending
+            .insert(offset);
     }
 
     /// A record's work is done (its output acknowledged). Returns the

@@ -30,7 +30,10 @@ pub enum HandlerError {
 /// What a service does with one input record.
 pub trait RecordHandler: Send + Sync + 'static {
     /// The records to produce because of `record` (possibly none).
-    fn handle(&self, record: Inbound) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send;
+    fn handle(
+        &self,
+        record: Inbound,
+    ) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send;
 }
 
 /// Marks the readiness condition `partitions assigned` at the first assignment.
@@ -45,13 +48,23 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                tracing::info!(service = self.service, assigned = partitions.count(), "partitions assigned");
+                tracing::info!(
+                    service = self.service,
+                    assigned = partitions.count(),
+                    "partitions assigned"
+                );
                 self.readiness.done(PARTITIONS_ASSIGNED);
             }
             Rebalance::Revoke(partitions) => {
-                tracing::info!(service = self.service, revoked = partitions.count(), "partitions revoked");
+                tracing::info!(
+                    service = self.service,
+                    revoked = partitions.count(),
+                    "partitions revoked"
+                );
             }
-            Rebalance::Error(error) => tracing::warn!(service = self.service, %error, "rebalance failed"),
+            Rebalance::Error(error) => {
+                tracing::warn!(service = self.service, %error, "rebalance failed")
+            }
         }
     }
 }
@@ -97,10 +110,19 @@ impl Processor {
         readiness: Readiness,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let consumer = Arc::new(group_consumer(settings, self.service, &settings.group(self.service), readiness)?);
+        let consumer = Arc::new(group_consumer(
+            settings,
+            self.service,
+            &settings.group(self.service),
+            readiness,
+        )?);
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribe")?;
-        let dead_letters = DeadLetters::new(producer.clone(), settings.topics().dead_letters, self.service);
+        let dead_letters = DeadLetters::new(
+            producer.clone(),
+            settings.topics().dead_letters,
+            self.service,
+        );
         let mut tracker = OffsetTracker::default();
         let mut tasks: JoinSet<(Inbound, bool)> = JoinSet::new();
         loop {
@@ -139,15 +161,26 @@ impl Processor {
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
-            tracing::warn!(service = self.service, in_flight = tracker.in_flight(), "records still in flight at shutdown; they will be redelivered");
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = self.service,
+                in_flight = tracker.in_flight(),
+                "records still in flight at shutdown; they will be redelivered"
+            );
         }
         commit_and_close(consumer).await;
         Ok(())
     }
 }
 
-fn store<C: ConsumerContext>(consumer: &StreamConsumer<C>, tracker: &mut OffsetTracker, record: &Inbound) {
+fn store<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    tracker: &mut OffsetTracker,
+    record: &Inbound,
+) {
     if let Some(offset) = tracker.finish(&record.topic, record.partition, record.offset) {
         if let Err(error) = consumer.store_offset(&record.topic, record.partition, offset) {
             // The partition was revoked meanwhile; its new owner redelivers.
@@ -165,7 +198,10 @@ pub async fn commit_and_close<C: ConsumerContext + 'static>(consumer: Arc<Stream
     })
     .await;
     match committed {
-        Ok(Ok(())) | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))) => {}
+        Ok(Ok(()))
+        | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        ))) => {}
         Ok(Err(error)) => tracing::warn!(%error, "final commit failed"),
         Err(error) => tracing::warn!(%error, "final commit task failed"),
     }

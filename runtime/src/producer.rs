@@ -27,7 +27,13 @@ pub struct Outbound {
 
 impl Outbound {
     /// A request-path event, keyed by session ID.
-    pub fn event<T: Contract>(topic: &str, session_id: &str, request_id: &str, trace: TraceParent, event: &T) -> Self {
+    pub fn event<T: Contract>(
+        topic: &str,
+        session_id: &str,
+        request_id: &str,
+        trace: TraceParent,
+        event: &T,
+    ) -> Self {
         Self {
             topic: topic.to_owned(),
             key: session_id.to_owned(),
@@ -62,8 +68,12 @@ pub struct ProducerContext {
 
 impl ClientContext for ProducerContext {
     fn stats(&self, statistics: Statistics) {
-        if statistics.eos.is_some_and(|eos| eos.idemp_state == "Assigned") {
-            self.producer_id_assigned.send_if_modified(|assigned| !std::mem::replace(assigned, true));
+        if statistics
+            .eos
+            .is_some_and(|eos| eos.idemp_state == "Assigned")
+        {
+            self.producer_id_assigned
+                .send_if_modified(|assigned| !std::mem::replace(assigned, true));
         }
     }
 }
@@ -86,9 +96,14 @@ impl EventProducer {
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
             .set("statistics.interval.ms", "250")
-            .create_with_context(ProducerContext { producer_id_assigned: tx })
+            .create_with_context(ProducerContext {
+                producer_id_assigned: tx,
+            })
             .context("create a producer")?;
-        Ok(Self { inner, producer_id_assigned: rx })
+        Ok(Self {
+            inner,
+            producer_id_assigned: rx,
+        })
     }
 
     /// The underlying rdkafka producer, for records outside the event contracts.
@@ -149,7 +164,12 @@ impl EventProducer {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((source, _)) => return Err(Error::Kafka { action: "enqueue a record", source }),
+                Err((source, _)) => {
+                    return Err(Error::Kafka {
+                        action: "enqueue a record",
+                        source,
+                    })
+                }
             }
         }
     }
@@ -157,8 +177,14 @@ impl EventProducer {
     async fn acknowledged(future: DeliveryFuture) -> Result<(i32, i64)> {
         match future.await {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-            Ok(Err((source, _))) => Err(Error::Kafka { action: "deliver a record", source }),
-            Err(_) => Err(Error::Kafka { action: "deliver a record", source: KafkaError::Canceled }),
+            Ok(Err((source, _))) => Err(Error::Kafka {
+                action: "deliver a record",
+                source,
+            }),
+            Err(_) => Err(Error::Kafka {
+                action: "deliver a record",
+                source: KafkaError::Canceled,
+            }),
         }
     }
 }

@@ -3,7 +3,11 @@
 //! following new records. Nothing is committed; a restart rebuilds the model
 //! from the topics.
 
-use std::{collections::HashMap, sync::Arc, time::{Duration, Instant}};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
@@ -12,8 +16,8 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    dead_letter::DeadLetters, error::KafkaContext, topics::partition_counts, Error, Inbound, KafkaSettings,
-    Readiness, Result,
+    dead_letter::DeadLetters, error::KafkaContext, topics::partition_counts, Error, Inbound,
+    KafkaSettings, Readiness, Result,
 };
 
 /// The readiness condition a [`ReferenceReader`] meets once it has read
@@ -42,7 +46,15 @@ impl ReferenceReader {
             settings
                 .client_config(self.service)
                 // Manual assignment: no group is joined and nothing is committed.
-                .set("group.id", format!("{}{}-reader-{}", settings.topic_prefix, self.service, std::process::id()))
+                .set(
+                    "group.id",
+                    format!(
+                        "{}{}-reader-{}",
+                        settings.topic_prefix,
+                        self.service,
+                        std::process::id()
+                    ),
+                )
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
@@ -82,10 +94,17 @@ impl ReferenceReader {
             .await
             .map_err(|_| Error::TimedOut("watermarks"))??
         };
-        consumer.assign(&assignment).context("assign reference partitions")?;
+        consumer
+            .assign(&assignment)
+            .context("assign reference partitions")?;
         let mut loaded = 0u64;
         let mark_loaded = |loaded: u64| {
-            tracing::info!(service = self.service, records = loaded, elapsed_ms = started.elapsed().as_millis() as u64, "reference data loaded");
+            tracing::info!(
+                service = self.service,
+                records = loaded,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "reference data loaded"
+            );
             readiness.done(REFERENCE_LOADED);
         };
         if remaining.is_empty() {
@@ -111,14 +130,19 @@ impl ReferenceReader {
             }
             loaded += 1;
             let key = (record.topic.clone(), record.partition);
-            if remaining.get(&key).is_some_and(|high| record.offset + 1 >= *high) {
+            if remaining
+                .get(&key)
+                .is_some_and(|high| record.offset + 1 >= *high)
+            {
                 remaining.remove(&key);
                 if remaining.is_empty() {
                     mark_loaded(loaded);
                 }
             }
         }
-        tokio::task::spawn_blocking(move || drop(consumer)).await.ok();
+        tokio::task::spawn_blocking(move || drop(consumer))
+            .await
+            .ok();
         Ok(())
     }
 }

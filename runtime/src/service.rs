@@ -24,7 +24,13 @@ impl RunningService {
         shutdown: CancellationToken,
         tasks: JoinSet<Result<()>>,
     ) -> Self {
-        Self { name, http_addr, readiness, shutdown, tasks }
+        Self {
+            name,
+            http_addr,
+            readiness,
+            shutdown,
+            tasks,
+        }
     }
 
     /// Waits until the service is ready, or fails after `timeout`.
@@ -72,7 +78,10 @@ impl RunningService {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(service = self.name, "tasks did not stop in time; aborting them");
+            tracing::warn!(
+                service = self.name,
+                "tasks did not stop in time; aborting them"
+            );
             self.tasks.shutdown().await;
         }
         tracing::info!(service = self.name, "stopped");
@@ -102,7 +111,11 @@ where
     /// Creates missing topics, then starts the reference reader, the
     /// consumer loop and the health endpoints. Ready once the producer is
     /// warm, partitions are assigned and reference data is loaded.
-    pub async fn start(self, settings: &crate::KafkaSettings, shutdown: CancellationToken) -> Result<RunningService> {
+    pub async fn start(
+        self,
+        settings: &crate::KafkaSettings,
+        shutdown: CancellationToken,
+    ) -> Result<RunningService> {
         crate::topics::ensure_topics(settings).await?;
         let readiness = Readiness::new(&[
             PRODUCER_WARM,
@@ -110,7 +123,8 @@ where
             crate::reference::REFERENCE_LOADED,
         ]);
         let producer = crate::EventProducer::new(settings, self.name)?;
-        let dead_letters = crate::DeadLetters::new(producer.clone(), settings.topics().dead_letters, self.name);
+        let dead_letters =
+            crate::DeadLetters::new(producer.clone(), settings.topics().dead_letters, self.name);
         let mut tasks = JoinSet::new();
 
         let (warm, ready) = (producer.clone(), readiness.clone());
@@ -120,23 +134,50 @@ where
             Ok(())
         });
 
-        let reader = crate::ReferenceReader { service: self.name, topics: self.reference_topics };
-        let (reader_settings, ready, stop) = (settings.clone(), readiness.clone(), shutdown.clone());
+        let reader = crate::ReferenceReader {
+            service: self.name,
+            topics: self.reference_topics,
+        };
+        let (reader_settings, ready, stop) =
+            (settings.clone(), readiness.clone(), shutdown.clone());
         let apply = self.apply_reference;
-        tasks.spawn(async move { reader.run(&reader_settings, apply, dead_letters, ready, stop).await });
+        tasks.spawn(async move {
+            reader
+                .run(&reader_settings, apply, dead_letters, ready, stop)
+                .await
+        });
 
-        let processor = crate::Processor { service: self.name, topics: self.inputs, max_in_flight: self.max_in_flight };
-        let (processor_settings, ready, stop, handler) = (settings.clone(), readiness.clone(), shutdown.clone(), self.handler);
-        tasks.spawn(async move { processor.run(&processor_settings, producer, handler, ready, stop).await });
+        let processor = crate::Processor {
+            service: self.name,
+            topics: self.inputs,
+            max_in_flight: self.max_in_flight,
+        };
+        let (processor_settings, ready, stop, handler) = (
+            settings.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+            self.handler,
+        );
+        tasks.spawn(async move {
+            processor
+                .run(&processor_settings, producer, handler, ready, stop)
+                .await
+        });
 
-        let (http_addr, server) =
-            crate::health::serve(self.http_addr, crate::health::router(readiness.clone()), shutdown.clone()).await?;
+        let (http_addr, server) = crate::health::serve(
+            self.http_addr,
+            crate::health::router(readiness.clone()),
+            shutdown.clone(),
+        )
+        .await?;
         tasks.spawn(async move {
             let _ = server.await;
             Ok(())
         });
         tracing::info!(service = self.name, %http_addr, "started");
-        Ok(RunningService::new(self.name, http_addr, readiness, shutdown, tasks))
+        Ok(RunningService::new(
+            self.name, http_addr, readiness, shutdown, tasks,
+        ))
     }
 }
 

@@ -9,7 +9,11 @@ use crate::Topics;
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaSettings {
     /// Kafka bootstrap servers, comma separated.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_servers: String,
     /// Prefix of every topic and consumer group name (a namespace per test or tenant).
     #[arg(long, env = "STOREFRONT_TOPIC_PREFIX", default_value = "")]

@@ -3,7 +3,9 @@
 /// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        tokio::signal::ctrl_c().await.expect("SIGINT handler installs");
+        tokio::signal::ctrl_c()
+            .await
+            .expect("SIGINT handler installs");
     };
     #[cfg(unix)]
     let terminate = async {

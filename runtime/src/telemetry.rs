@@ -5,7 +5,8 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 /// A subscriber that logs at `RUST_LOG`, else `default_filter`.
 pub fn subscriber(default_filter: &str) -> impl tracing::Subscriber + Send + Sync {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -57,7 +57,13 @@ impl Topics {
 
     /// Topics the read models are built from; kept forever.
     pub fn reference(&self) -> [&str; 5] {
-        [&self.customers, &self.credentials, &self.catalog, &self.orders, &self.sessions]
+        [
+            &self.customers,
+            &self.credentials,
+            &self.catalog,
+            &self.orders,
+            &self.sessions,
+        ]
     }
 
     /// Every topic.
@@ -83,23 +89,36 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
     let replication = || TopicReplication::Fixed(settings.replication_factor);
     let mut new_topics = Vec::new();
     for name in topics.request_path() {
-        new_topics.push(NewTopic::new(name, settings.partitions, replication()).set("retention.ms", ONE_WEEK_MS));
+        new_topics.push(
+            NewTopic::new(name, settings.partitions, replication())
+                .set("retention.ms", ONE_WEEK_MS),
+        );
     }
     for name in topics.reference() {
         // Reference data must outlive the default retention: records older
         // than it would vanish after a broker restart.
-        new_topics.push(NewTopic::new(name, settings.partitions, replication()).set("retention.ms", "-1"));
+        new_topics.push(
+            NewTopic::new(name, settings.partitions, replication()).set("retention.ms", "-1"),
+        );
     }
-    new_topics.push(NewTopic::new(&topics.dead_letters, 1, replication()).set("retention.ms", THIRTY_DAYS_MS));
+    new_topics.push(
+        NewTopic::new(&topics.dead_letters, 1, replication()).set("retention.ms", THIRTY_DAYS_MS),
+    );
 
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&new_topics, &options).await.context("create topics")?;
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .context("create topics")?;
     for result in results {
         match result {
             Ok(name) => tracing::info!(topic = %name, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(Error::TopicCreation { topic: name, reason: code.to_string() });
+                return Err(Error::TopicCreation {
+                    topic: name,
+                    reason: code.to_string(),
+                });
             }
         }
     }
@@ -112,7 +131,10 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
 }
 
 /// Partition count of each topic, waiting until metadata knows them all.
-pub async fn partition_counts(settings: &KafkaSettings, topics: &[&str]) -> Result<BTreeMap<String, i32>> {
+pub async fn partition_counts(
+    settings: &KafkaSettings,
+    topics: &[&str],
+) -> Result<BTreeMap<String, i32>> {
     let settings = settings.clone();
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     tokio::task::spawn_blocking(move || {

@@ -27,13 +27,17 @@ impl TraceParent {
     /// The same trace, continued by a new span (each service hop).
     pub fn child(&self) -> Self {
         let mut rng = rand::thread_rng();
-        Self { parent_id: nonzero(|| rng.gen()), ..*self }
+        Self {
+            parent_id: nonzero(|| rng.gen()),
+            ..*self
+        }
     }
 
     /// Parses a `traceparent` header; `None` if it is not a valid version-00 value.
     pub fn parse(value: &str) -> Option<Self> {
         let mut parts = value.trim().split('-');
-        let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || version != "00" {
             return None;
         }
@@ -43,7 +47,11 @@ impl TraceParent {
         if flags.len() != 1 || trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
-        Some(Self { trace_id, parent_id, sampled: flags[0] & 1 == 1 })
+        Some(Self {
+            trace_id,
+            parent_id,
+            sampled: flags[0] & 1 == 1,
+        })
     }
 
     /// The trace id as 32 hex digits.
@@ -54,7 +62,13 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.parent_id), u8::from(self.sampled))
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&self.parent_id),
+            u8::from(self.sampled)
+        )
     }
 }
 
@@ -72,10 +86,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if !text.len().is_multiple_of(2)
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -102,6 +123,8 @@ mod tests {
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad}");
         }
-        assert!(TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_some());
+        assert!(
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_some()
+        );
     }
 }

@@ -41,7 +41,10 @@ pub enum DecodeError {
         source: Box<apache_avro::Error>,
     },
     #[error("{count} bytes left over after the {event_type} datum")]
-    TrailingBytes { event_type: &'static str, count: usize },
+    TrailingBytes {
+        event_type: &'static str,
+        count: usize,
+    },
 }
 
 /// A compiled schema and its single-object header.

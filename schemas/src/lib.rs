@@ -9,7 +9,8 @@ mod ids;
 mod reference;
 
 pub use codec::{
-    contracts, decode, encode, CompiledSchema, Contract, ContractInfo, DecodeError, SINGLE_OBJECT_MAGIC,
+    contracts, decode, encode, CompiledSchema, Contract, ContractInfo, DecodeError,
+    SINGLE_OBJECT_MAGIC,
 };
 pub use events::{
     Ad, AdsSelected, HistoryFetched, LoginAttempt, PageCompleted, PageRequested, PageStatus,

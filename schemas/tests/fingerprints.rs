@@ -100,7 +100,12 @@ fn fastavro_computes_the_same_fingerprint_and_decodes_our_records() {
         .spawn()
         .expect("python3 runs (scripts/prepare.sh makes a venv with fastavro)");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -109,11 +114,19 @@ fn fastavro_computes_the_same_fingerprint_and_decodes_our_records() {
     );
 
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let theirs: Vec<_> = stdout.lines().map(|l| l.split('\t').collect::<Vec<_>>()).collect();
+    let theirs: Vec<_> = stdout
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .collect();
     assert_eq!(theirs.len(), contracts().len());
     for (row, contract) in theirs.iter().zip(contracts()) {
         assert_eq!(row[0], contract.event_type);
-        assert_eq!(row[1], hex(&contract.header), "{} fingerprint differs from fastavro's", row[0]);
+        assert_eq!(
+            row[1],
+            hex(&contract.header),
+            "{} fingerprint differs from fastavro's",
+            row[0]
+        );
     }
     let product_row = theirs.iter().find(|r| r[0] == "product").unwrap();
     let decoded: serde_json::Value = serde_json::from_str(product_row[2]).unwrap();

@@ -8,22 +8,41 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn context() -> impl Strategy<Value = RequestContext> {
-    (text(), text(), any::<i64>(), any::<i64>(), text(), any::<i32>()).prop_map(
-        |(request_id, session_id, requested_at_ms, deadline_ms, reply_topic, reply_partition)| {
-            RequestContext {
+    (
+        text(),
+        text(),
+        any::<i64>(),
+        any::<i64>(),
+        text(),
+        any::<i32>(),
+    )
+        .prop_map(
+            |(
                 request_id,
                 session_id,
                 requested_at_ms,
                 deadline_ms,
                 reply_topic,
                 reply_partition,
-            }
-        },
-    )
+            )| {
+                RequestContext {
+                    request_id,
+                    session_id,
+                    requested_at_ms,
+                    deadline_ms,
+                    reply_topic,
+                    reply_partition,
+                }
+            },
+        )
 }
 
 fn user() -> impl Strategy<Value = UserProfile> {
-    (text(), text(), text()).prop_map(|(customer_id, name, city)| UserProfile { customer_id, name, city })
+    (text(), text(), text()).prop_map(|(customer_id, name, city)| UserProfile {
+        customer_id,
+        name,
+        city,
+    })
 }
 
 fn purchase() -> impl Strategy<Value = Purchase> {

@@ -2,11 +2,7 @@
 //! topic namespace per test stack, the five services started in-process on
 //! free ports, and helpers to call the gateway and read topics back.
 
-use std::{
-    net::SocketAddr,
-    sync::OnceLock,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
@@ -58,10 +54,22 @@ impl TestStack {
     pub async fn start(services: &[Service], page_deadline_ms: u64) -> TestStack {
         let kafka = fresh_namespace();
         let seed_config = SeedConfig::small();
-        seed::seed(&kafka, &seed_config).await.expect("seeding works");
-        let config = StackConfig { page_deadline_ms, ..StackConfig::new(kafka) };
-        let stack = config.start_all(services, Duration::from_secs(60)).await.expect("the stack starts");
-        TestStack { config, stack, dataset: Dataset::generate(&seed_config) }
+        seed::seed(&kafka, &seed_config)
+            .await
+            .expect("seeding works");
+        let config = StackConfig {
+            page_deadline_ms,
+            ..StackConfig::new(kafka)
+        };
+        let stack = config
+            .start_all(services, Duration::from_secs(60))
+            .await
+            .expect("the stack starts");
+        TestStack {
+            config,
+            stack,
+            dataset: Dataset::generate(&seed_config),
+        }
     }
 
     pub fn gateway(&self) -> Gateway {
@@ -77,7 +85,11 @@ pub fn shared() -> &'static SharedStack {
     SHARED.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let test = TestStack::start(&Service::ALL, 3_000).await;
                 tx.send(SharedStack {
@@ -89,7 +101,8 @@ pub fn shared() -> &'static SharedStack {
                 std::future::pending::<()>().await;
             });
         });
-        rx.recv_timeout(Duration::from_secs(120)).expect("the shared stack starts")
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("the shared stack starts")
     })
 }
 
@@ -138,16 +151,24 @@ impl Reply {
 
 impl Gateway {
     pub fn at(addr: SocketAddr) -> Self {
-        Self { base: format!("http://{addr}"), client: reqwest::Client::new() }
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+        }
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Reply {
         let body = serde_json::json!({"username": username, "password": password}).to_string();
-        self.post("/api/login", "application/json", body.into_bytes()).await
+        self.post("/api/login", "application/json", body.into_bytes())
+            .await
     }
 
     pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
-        let request = self.client.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
         Self::read(request).await
     }
 
@@ -165,7 +186,12 @@ impl Gateway {
         let headers = response.headers().clone();
         let text = response.text().await.expect("a body");
         let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 }
 
@@ -182,7 +208,10 @@ pub struct Record {
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn key_str(&self) -> String {
@@ -193,7 +222,9 @@ impl Record {
 /// Every record now on `topic`, all partitions.
 pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
     let (kafka, topic) = (kafka.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic)).await.unwrap()
+    tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic))
+        .await
+        .unwrap()
 }
 
 fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
@@ -204,26 +235,38 @@ fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
         .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
     let partitions = metadata.topics()[0].partitions().len() as i32;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = std::collections::HashMap::new();
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap();
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .unwrap();
         if high > low {
             remaining.insert(p, high);
         }
-        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !remaining.is_empty() && std::time::Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let message = message.unwrap();
         let headers = message
             .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
             .unwrap_or_default();
         records.push(Record {
             topic: topic.to_owned(),
@@ -233,7 +276,10 @@ fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
             payload: message.payload().unwrap_or_default().to_vec(),
             headers,
         });
-        if remaining.get(&message.partition()).is_some_and(|high| message.offset() + 1 >= *high) {
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|high| message.offset() + 1 >= *high)
+        {
             remaining.remove(&message.partition());
         }
     }

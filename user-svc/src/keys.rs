@@ -61,7 +61,9 @@ impl SealKey {
 
     /// Seals `password` so only the holder of the secret key can open it.
     pub fn seal(&self, password: &[u8]) -> Vec<u8> {
-        self.0.seal(&mut OsRng, password).expect("sealing a short message cannot fail")
+        self.0
+            .seal(&mut OsRng, password)
+            .expect("sealing a short message cannot fail")
     }
 }
 

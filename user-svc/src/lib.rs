@@ -13,10 +13,12 @@ use std::{
 };
 
 use storefront_runtime::{
-    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler, RunningService, Topics,
+    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
+    RunningService, Topics,
 };
 use storefront_schemas::{
-    now_ms, Credential, Customer, PageRequested, RequestId, Resolution, Session, SessionId, UserProfile, UserResolved,
+    now_ms, Credential, Customer, PageRequested, RequestId, Resolution, Session, SessionId,
+    UserProfile, UserResolved,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +58,16 @@ struct Directory {
 impl Directory {
     fn profile(&self, customer_id: &str) -> UserProfile {
         match self.customers.get(customer_id) {
-            Some(c) => UserProfile { customer_id: c.customer_id.clone(), name: c.name.clone(), city: c.city.clone() },
-            None => UserProfile { customer_id: customer_id.to_owned(), name: customer_id.to_owned(), city: String::new() },
+            Some(c) => UserProfile {
+                customer_id: c.customer_id.clone(),
+                name: c.name.clone(),
+                city: c.city.clone(),
+            },
+            None => UserProfile {
+                customer_id: customer_id.to_owned(),
+                name: customer_id.to_owned(),
+                city: String::new(),
+            },
         }
     }
 }
@@ -83,15 +93,27 @@ impl Authenticator {
             tracing::error!("a login's password is not sealed to this user-svc's key; is the gateway's STOREFRONT_USER_SVC_PUBLIC_KEY right?");
             return Verdict::Rejected(rejection::INVALID_CREDENTIALS);
         };
-        let credential = self.directory.read().expect("directory lock").credentials.get(username).cloned();
-        let hash = credential.as_ref().map_or_else(|| self.decoy_hash.clone(), |c| Arc::from(c.password_hash.as_str()));
+        let credential = self
+            .directory
+            .read()
+            .expect("directory lock")
+            .credentials
+            .get(username)
+            .cloned();
+        let hash = credential.as_ref().map_or_else(
+            || self.decoy_hash.clone(),
+            |c| Arc::from(c.password_hash.as_str()),
+        );
         let verified = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
             .await
             .unwrap_or(false);
         match credential {
-            Some(credential) if verified => {
-                Verdict::Authenticated(self.directory.read().expect("directory lock").profile(&credential.customer_id))
-            }
+            Some(credential) if verified => Verdict::Authenticated(
+                self.directory
+                    .read()
+                    .expect("directory lock")
+                    .profile(&credential.customer_id),
+            ),
             _ => Verdict::Rejected(rejection::INVALID_CREDENTIALS),
         }
     }
@@ -100,7 +122,9 @@ impl Authenticator {
         let directory = self.directory.read().expect("directory lock");
         match directory.sessions.get(session_id) {
             None => Verdict::Rejected(rejection::UNKNOWN_SESSION),
-            Some(session) if session.expires_at_ms <= now => Verdict::Rejected(rejection::EXPIRED_SESSION),
+            Some(session) if session.expires_at_ms <= now => {
+                Verdict::Rejected(rejection::EXPIRED_SESSION)
+            }
             Some(session) => Verdict::Authenticated(directory.profile(&session.customer_id)),
         }
     }
@@ -108,7 +132,9 @@ impl Authenticator {
 
 impl RecordHandler for Authenticator {
     async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let request: PageRequested = record.decode().map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let request: PageRequested = record
+            .decode()
+            .map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let context = request.context;
         RequestId::parse(&context.request_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
         SessionId::parse(&context.session_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
@@ -130,8 +156,16 @@ impl RecordHandler for Authenticator {
                         opened_at_ms: context.requested_at_ms,
                         expires_at_ms: context.requested_at_ms + self.session_ttl_ms,
                     };
-                    outputs.push(Outbound::reference(&self.topics.sessions, &session.session_id, &session));
-                    self.directory.write().expect("directory lock").sessions.insert(session.session_id.clone(), session);
+                    outputs.push(Outbound::reference(
+                        &self.topics.sessions,
+                        &session.session_id,
+                        &session,
+                    ));
+                    self.directory
+                        .write()
+                        .expect("directory lock")
+                        .sessions
+                        .insert(session.session_id.clone(), session);
                 }
                 verdict
             }
@@ -142,7 +176,12 @@ impl RecordHandler for Authenticator {
             Verdict::Rejected(reason) => (Resolution::Rejected, Some(reason.to_owned()), None),
         };
         tracing::info!(request_id = %context.request_id, ?status, ?rejection, login = request.login.is_some(), "resolved");
-        let event = UserResolved { context, status, rejection, user };
+        let event = UserResolved {
+            context,
+            status,
+            rejection,
+            user,
+        };
         outputs.push(Outbound::event(
             &self.topics.user_resolved,
             &event.context.session_id,
@@ -155,7 +194,10 @@ impl RecordHandler for Authenticator {
 }
 
 /// Starts user-svc; it runs until `shutdown` is cancelled.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let directory = Arc::new(RwLock::new(Directory::default()));
     let fold = directory.clone();
@@ -175,7 +217,10 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         }
         Ok(())
     };
-    let decoy_hash = Arc::from(passwords::hash(&uuid_like_secret(), passwords::HashCost::RECOMMENDED));
+    let decoy_hash = Arc::from(passwords::hash(
+        &uuid_like_secret(),
+        passwords::HashCost::RECOMMENDED,
+    ));
     let handler = Authenticator {
         directory,
         key: settings.secret_key,
@@ -187,7 +232,11 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         name: "user-svc",
         http_addr: settings.http_addr,
         inputs: vec![topics.page_requested.clone()],
-        reference_topics: vec![topics.credentials.clone(), topics.customers.clone(), topics.sessions.clone()],
+        reference_topics: vec![
+            topics.credentials.clone(),
+            topics.customers.clone(),
+            topics.sessions.clone(),
+        ],
         apply_reference,
         handler: Arc::new(handler),
         max_in_flight: 64,

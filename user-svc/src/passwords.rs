@@ -14,12 +14,16 @@ pub struct HashCost {
 
 impl HashCost {
     /// OWASP's recommendation for argon2id (19 MiB, 2 passes).
-    pub const RECOMMENDED: Self = Self { memory_kib: 19 * 1024, iterations: 2 };
+    pub const RECOMMENDED: Self = Self {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+    };
 }
 
 /// Hashes `password` with a fresh salt.
 pub fn hash(password: &str, cost: HashCost) -> String {
-    let params = Params::new(cost.memory_kib, cost.iterations, 1, None).expect("valid argon2 parameters");
+    let params =
+        Params::new(cost.memory_kib, cost.iterations, 1, None).expect("valid argon2 parameters");
     let salt = SaltString::generate(&mut OsRng);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
@@ -40,7 +44,10 @@ mod tests {
 
     #[test]
     fn a_hash_verifies_its_password_only() {
-        let cost = HashCost { memory_kib: 256, iterations: 1 };
+        let cost = HashCost {
+            memory_kib: 256,
+            iterations: 1,
+        };
         let h = hash("demo-password", cost);
         assert!(h.starts_with("$argon2id$"));
         assert!(verify(b"demo-password", &h));
