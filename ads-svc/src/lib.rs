@@ -10,12 +10,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use storefront_read_models::{decode_order, decode_product, Catalog, OrderBook};
+use storefront_read_models::{authenticated_user, PurchaseHistory};
 use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
     RunningService, Topics,
 };
-use storefront_schemas::{now_ms, AdsSelected, Resolution, UserResolved};
+use storefront_schemas::AdsSelected;
 use tokio_util::sync::CancellationToken;
 
 use crate::ranking::{select_ads, CoPurchases};
@@ -37,8 +37,7 @@ pub struct Settings {
 
 #[derive(Default)]
 struct ReadModel {
-    catalog: Catalog,
-    orders: OrderBook,
+    history: PurchaseHistory,
     co_purchases: CoPurchases,
 }
 
@@ -49,22 +48,16 @@ struct AdsHandler {
 
 impl RecordHandler for AdsHandler {
     async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let resolved: UserResolved = record
-            .decode()
-            .map_err(|e| HandlerError::Invalid(e.to_string()))?;
-        let context = resolved.context;
-        let user = match (resolved.status, resolved.user) {
-            (Resolution::Authenticated, Some(user)) => user,
-            _ => return Ok(vec![]),
-        };
-        if context.deadline_ms < now_ms() {
-            tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
+        let Some((context, user)) = authenticated_user(&record)? else {
             return Ok(vec![]);
-        }
+        };
         let ads = {
             let mut guard = self.model.lock().expect("read model lock");
-            let model = &mut *guard;
-            let recent: Vec<String> = model
+            let ReadModel {
+                history,
+                co_purchases,
+            } = &mut *guard;
+            let recent: Vec<String> = history
                 .orders
                 .recent_products(&user.customer_id, ANCHORS)
                 .into_iter()
@@ -73,9 +66,9 @@ impl RecordHandler for AdsHandler {
             select_ads(
                 &user.customer_id,
                 &recent,
-                &model.catalog,
-                &model.orders,
-                &mut model.co_purchases,
+                &history.catalog,
+                &history.orders,
+                co_purchases,
                 ADS_PER_PAGE,
             )
         };
@@ -104,13 +97,8 @@ pub async fn start(
     let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());
     let apply_reference = move |record: &Inbound| -> Result<(), String> {
         let mut model = fold.lock().expect("read model lock");
-        if record.topic == catalog_topic {
-            model.catalog.apply(decode_product(record)?);
-        } else {
-            let order = decode_order(record)?;
-            if model.orders.apply(&order) {
-                model.co_purchases.apply(&order);
-            }
+        if let Some(new_order) = model.history.apply(record, &catalog_topic)? {
+            model.co_purchases.apply(&new_order);
         }
         Ok(())
     };

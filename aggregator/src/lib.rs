@@ -11,7 +11,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use storefront_runtime::{
-    health, offsets::OffsetTracker, processor, processor::GroupContext, service::PRODUCER_WARM,
+    health,
+    offsets::OffsetTracker,
+    processor,
+    processor::GroupContext,
+    service::{self, PRODUCER_WARM},
     topics, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness,
     RunningService, Topics,
 };
@@ -63,12 +67,7 @@ pub async fn start(
     ])?;
 
     let mut tasks = JoinSet::new();
-    let (warm, ready) = (producer.clone(), readiness.clone());
-    tasks.spawn(async move {
-        warm.wait_until_warm(Duration::from_secs(30)).await?;
-        ready.done(PRODUCER_WARM);
-        Ok(())
-    });
+    tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
     let aggregator = Aggregator {
         dead_letters: DeadLetters::new(producer.clone(), topics.dead_letters.clone(), SERVICE),
         producer,
@@ -78,16 +77,9 @@ pub async fn start(
         tracker: OffsetTracker::default(),
     };
     tasks.spawn(aggregator.run(consumer, shutdown.clone()));
-    let (http_addr, server) = health::serve(
-        settings.http_addr,
-        health::router(readiness.clone()),
-        shutdown.clone(),
-    )
-    .await?;
-    tasks.spawn(async move {
-        let _ = server.await;
-        Ok(())
-    });
+    let router = health::router(readiness.clone());
+    let http_addr =
+        service::serve_http(&mut tasks, settings.http_addr, router, shutdown.clone()).await?;
     tracing::info!(service = SERVICE, %http_addr, "started");
     Ok(RunningService::new(
         SERVICE, http_addr, readiness, shutdown, tasks,

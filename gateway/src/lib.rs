@@ -20,8 +20,10 @@ use axum::{
 };
 use serde::Deserialize;
 use storefront_runtime::{
-    health, service::PRODUCER_WARM, topics, DeadLetters, EventProducer, KafkaSettings, Outbound,
-    Readiness, RunningService, TraceParent,
+    health,
+    service::{self, PRODUCER_WARM},
+    topics, DeadLetters, EventProducer, KafkaSettings, Outbound, Readiness, RunningService,
+    TraceParent,
 };
 use storefront_schemas::{
     now_ms, LoginAttempt, PageCompleted, PageRequested, PageStatus, RequestContext, RequestId,
@@ -285,12 +287,7 @@ pub async fn start(
     let consumer = replies::subscribe(&settings.kafka, owned.clone(), readiness.clone())?;
 
     let mut tasks = JoinSet::new();
-    let (warm, ready) = (producer.clone(), readiness.clone());
-    tasks.spawn(async move {
-        warm.wait_until_warm(Duration::from_secs(30)).await?;
-        ready.done(PRODUCER_WARM);
-        Ok(())
-    });
+    tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
     let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone(), "gateway");
     tasks.spawn(replies::deliver_replies(
         consumer,
@@ -311,11 +308,8 @@ pub async fn start(
             readiness: readiness.clone(),
         }),
     };
-    let (http_addr, server) = health::serve(http_addr, router(state), shutdown.clone()).await?;
-    tasks.spawn(async move {
-        let _ = server.await;
-        Ok(())
-    });
+    let http_addr =
+        service::serve_http(&mut tasks, http_addr, router(state), shutdown.clone()).await?;
     tracing::info!(service = "gateway", %http_addr, "started");
     Ok(RunningService::new(
         "gateway", http_addr, readiness, shutdown, tasks,

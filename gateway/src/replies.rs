@@ -9,7 +9,6 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
     },
-    time::Duration,
 };
 
 use rdkafka::{
@@ -17,7 +16,7 @@ use rdkafka::{
     statistics::Statistics,
     ClientContext,
 };
-use storefront_runtime::{processor, DeadLetters, Inbound, KafkaSettings, Readiness};
+use storefront_runtime::{processor, DeadLetters, KafkaSettings, Readiness};
 use storefront_schemas::PageCompleted;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -191,19 +190,7 @@ pub async fn deliver_replies(
     shutdown: CancellationToken,
 ) -> storefront_runtime::Result<()> {
     let consumer = Arc::new(consumer);
-    loop {
-        let message = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            message = consumer.recv() => message,
-        };
-        let record = match message {
-            Ok(message) => Inbound::from_message(&message),
-            Err(error) => {
-                tracing::warn!(%error, "reply consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    while let Some(record) = storefront_runtime::next_record(&consumer, &shutdown).await {
         match record.decode::<PageCompleted>() {
             Ok(page) => waiting.deliver(page),
             Err(error) => {

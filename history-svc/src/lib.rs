@@ -7,12 +7,12 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use storefront_read_models::{decode_order, decode_product, recent_purchases, Catalog, OrderBook};
+use storefront_read_models::{authenticated_user, recent_purchases, PurchaseHistory};
 use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
     RunningService, Topics,
 };
-use storefront_schemas::{now_ms, HistoryFetched, Resolution, UserResolved};
+use storefront_schemas::HistoryFetched;
 use tokio_util::sync::CancellationToken;
 
 /// How many recent purchases a page shows.
@@ -31,31 +31,16 @@ pub struct Settings {
     pub http_addr: SocketAddr,
 }
 
-#[derive(Default)]
-struct ReadModel {
-    catalog: Catalog,
-    orders: OrderBook,
-}
-
 struct HistoryHandler {
-    model: Arc<RwLock<ReadModel>>,
+    model: Arc<RwLock<PurchaseHistory>>,
     topics: Topics,
 }
 
 impl RecordHandler for HistoryHandler {
     async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
-        let resolved: UserResolved = record
-            .decode()
-            .map_err(|e| HandlerError::Invalid(e.to_string()))?;
-        let context = resolved.context;
-        let user = match (resolved.status, resolved.user) {
-            (Resolution::Authenticated, Some(user)) => user,
-            _ => return Ok(vec![]),
-        };
-        if context.deadline_ms < now_ms() {
-            tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
+        let Some((context, user)) = authenticated_user(&record)? else {
             return Ok(vec![]);
-        }
+        };
         let purchases = {
             let model = self.model.read().expect("read model lock");
             recent_purchases(
@@ -86,16 +71,13 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
-    let model = Arc::new(RwLock::new(ReadModel::default()));
+    let model = Arc::new(RwLock::new(PurchaseHistory::default()));
     let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());
     let apply_reference = move |record: &Inbound| -> Result<(), String> {
-        let mut model = fold.write().expect("read model lock");
-        if record.topic == catalog_topic {
-            model.catalog.apply(decode_product(record)?);
-        } else {
-            model.orders.apply(&decode_order(record)?);
-        }
-        Ok(())
+        fold.write()
+            .expect("read model lock")
+            .apply(record, &catalog_topic)
+            .map(drop)
     };
     let service = StreamService {
         name: "history-svc",

@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use storefront_runtime::Inbound;
-use storefront_schemas::{Order, Product, Purchase};
+use storefront_runtime::{HandlerError, Inbound};
+use storefront_schemas::{
+    now_ms, Order, Product, Purchase, RequestContext, Resolution, UserProfile, UserResolved,
+};
 
 /// Every product by id.
 #[derive(Debug, Default)]
@@ -132,14 +134,51 @@ pub fn recent_purchases(
         .collect()
 }
 
-/// Decodes a catalog record, or says why not.
-pub fn decode_product(record: &Inbound) -> Result<Product, String> {
-    record.decode::<Product>().map_err(|e| e.to_string())
+/// The catalog and every customer's orders: what history-svc answers from,
+/// and what ads-svc ranks with.
+#[derive(Debug, Default)]
+pub struct PurchaseHistory {
+    pub catalog: Catalog,
+    pub orders: OrderBook,
 }
 
-/// Decodes an order record, or says why not.
-pub fn decode_order(record: &Inbound) -> Result<Order, String> {
-    record.decode::<Order>().map_err(|e| e.to_string())
+impl PurchaseHistory {
+    /// Folds a record of the catalog topic (`catalog_topic`) or of the
+    /// orders topic. Returns the order if it was new, or why the record is bad.
+    pub fn apply(
+        &mut self,
+        record: &Inbound,
+        catalog_topic: &str,
+    ) -> Result<Option<Order>, String> {
+        if record.topic == catalog_topic {
+            self.catalog
+                .apply(record.decode::<Product>().map_err(|e| e.to_string())?);
+            return Ok(None);
+        }
+        let order = record.decode::<Order>().map_err(|e| e.to_string())?;
+        Ok(self.orders.apply(&order).then_some(order))
+    }
+}
+
+/// The user a `user.resolved` record authenticated, with its request; `None`
+/// when authentication failed or the request is past its deadline (nobody
+/// waits for the answer any more).
+pub fn authenticated_user(
+    record: &Inbound,
+) -> Result<Option<(RequestContext, UserProfile)>, HandlerError> {
+    let resolved: UserResolved = record
+        .decode()
+        .map_err(|e| HandlerError::Invalid(e.to_string()))?;
+    let context = resolved.context;
+    let user = match (resolved.status, resolved.user) {
+        (Resolution::Authenticated, Some(user)) => user,
+        _ => return Ok(None),
+    };
+    if context.deadline_ms < now_ms() {
+        tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
+        return Ok(None);
+    }
+    Ok(Some((context, user)))
 }
 
 #[cfg(test)]

@@ -51,10 +51,39 @@ impl Inbound {
             .unwrap_or_else(TraceParent::new_root)
     }
 
+    /// A header's value as text, as sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.raw_headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
     /// The key as text, if it is UTF-8.
     pub fn key_str(&self) -> Option<&str> {
         self.key
             .as_deref()
             .and_then(|k| std::str::from_utf8(k).ok())
+    }
+}
+
+/// The next record from `consumer`, riding out consumer errors; `None` once
+/// `shutdown` is cancelled.
+pub async fn next_record<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &rdkafka::consumer::StreamConsumer<C>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<Inbound> {
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            message = consumer.recv() => message,
+        };
+        match message {
+            Ok(message) => return Some(Inbound::from_message(&message)),
+            Err(error) => {
+                tracing::warn!(%error, "consumer error");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@ pub use dead_letter::DeadLetters;
 pub use error::{Error, Result};
 pub use headers::EventHeaders;
 pub use health::Readiness;
-pub use inbound::Inbound;
+pub use inbound::{next_record, Inbound};
 pub use processor::{HandlerError, Processor, RecordHandler};
 pub use producer::{EventProducer, Outbound};
 pub use reference::ReferenceReader;

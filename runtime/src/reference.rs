@@ -111,17 +111,8 @@ impl ReferenceReader {
             mark_loaded(0);
         }
         loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = consumer.recv() => message,
-            };
-            let record = match message {
-                Ok(message) => Inbound::from_message(&message),
-                Err(error) => {
-                    tracing::warn!(service = self.service, %error, "reference reader error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+            let Some(record) = crate::next_record(&consumer, &shutdown).await else {
+                break;
             };
             if let Err(reason) = apply(&record) {
                 if let Err(error) = dead_letters.send(&record, &reason).await {

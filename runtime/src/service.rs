@@ -103,6 +103,29 @@ pub struct StreamService<H, A> {
 /// Readiness condition met once the idempotent producer has its id.
 pub const PRODUCER_WARM: &str = "producer warm";
 
+/// A task that marks [`PRODUCER_WARM`] once `producer` has its id.
+pub async fn warm_up(producer: crate::EventProducer, readiness: Readiness) -> Result<()> {
+    producer.wait_until_warm(Duration::from_secs(30)).await?;
+    readiness.done(PRODUCER_WARM);
+    Ok(())
+}
+
+/// Serves `router` on `addr` (port 0 picks one) as one of `tasks` until
+/// `shutdown`; returns the bound address.
+pub async fn serve_http(
+    tasks: &mut JoinSet<Result<()>>,
+    addr: SocketAddr,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr> {
+    let (bound, server) = crate::health::serve(addr, router, shutdown).await?;
+    tasks.spawn(async move {
+        let _ = server.await;
+        Ok(())
+    });
+    Ok(bound)
+}
+
 impl<H, A> StreamService<H, A>
 where
     H: crate::RecordHandler,
@@ -127,12 +150,7 @@ where
             crate::DeadLetters::new(producer.clone(), settings.topics().dead_letters, self.name);
         let mut tasks = JoinSet::new();
 
-        let (warm, ready) = (producer.clone(), readiness.clone());
-        tasks.spawn(async move {
-            warm.wait_until_warm(Duration::from_secs(30)).await?;
-            ready.done(PRODUCER_WARM);
-            Ok(())
-        });
+        tasks.spawn(warm_up(producer.clone(), readiness.clone()));
 
         let reader = crate::ReferenceReader {
             service: self.name,
@@ -164,16 +182,8 @@ where
                 .await
         });
 
-        let (http_addr, server) = crate::health::serve(
-            self.http_addr,
-            crate::health::router(readiness.clone()),
-            shutdown.clone(),
-        )
-        .await?;
-        tasks.spawn(async move {
-            let _ = server.await;
-            Ok(())
-        });
+        let router = crate::health::router(readiness.clone());
+        let http_addr = serve_http(&mut tasks, self.http_addr, router, shutdown.clone()).await?;
         tracing::info!(service = self.name, %http_addr, "started");
         Ok(RunningService::new(
             self.name, http_addr, readiness, shutdown, tasks,

@@ -6,7 +6,6 @@ use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
-    message::{Headers, Message},
     Offset, TopicPartitionList,
 };
 use storefront::{
@@ -14,7 +13,7 @@ use storefront::{
     seed::{self, Dataset, SeedConfig},
     stack::{Service, Stack, StackConfig},
 };
-use storefront_runtime::KafkaSettings;
+use storefront_runtime::{Inbound, KafkaSettings};
 
 /// The broker every test of this process shares; stopped when the process exits.
 pub fn broker_addr() -> SocketAddr {
@@ -195,39 +194,15 @@ impl Gateway {
     }
 }
 
-/// A record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
-impl Record {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    pub fn key_str(&self) -> String {
-        String::from_utf8_lossy(self.key.as_deref().unwrap_or_default()).into_owned()
-    }
-}
-
 /// Every record now on `topic`, all partitions.
-pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
+pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Vec<Inbound> {
     let (kafka, topic) = (kafka.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic))
         .await
         .unwrap()
 }
 
-fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
+fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Inbound> {
     let consumer: BaseConsumer = kafka
         .client_config("storefront-e2e-reader")
         .set("group.id", "storefront-e2e-reader")
@@ -259,29 +234,14 @@ fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Record> {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.unwrap();
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(Record {
-            topic: topic.to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
+        let record = Inbound::from_message(&message.unwrap());
         if remaining
-            .get(&message.partition())
-            .is_some_and(|high| message.offset() + 1 >= *high)
+            .get(&record.partition)
+            .is_some_and(|high| record.offset + 1 >= *high)
         {
-            remaining.remove(&message.partition());
+            remaining.remove(&record.partition);
         }
+        records.push(record);
     }
     assert!(remaining.is_empty(), "could not read all of {topic}");
     records
