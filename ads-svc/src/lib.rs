@@ -77,10 +77,9 @@ impl RecordHandler for AdsHandler {
             customer_id: user.customer_id,
             ads,
         };
-        Ok(vec![Outbound::event(
+        Ok(vec![Outbound::for_request(
             &self.topics.ads_selected,
-            &event.context.session_id,
-            &event.context.request_id,
+            &event.context,
             record.trace_child(),
             &event,
         )])

@@ -55,10 +55,9 @@ impl RecordHandler for HistoryHandler {
             customer_id: user.customer_id,
             purchases,
         };
-        Ok(vec![Outbound::event(
+        Ok(vec![Outbound::for_request(
             &self.topics.history_fetched,
-            &event.context.session_id,
-            &event.context.request_id,
+            &event.context,
             record.trace_child(),
             &event,
         )])

@@ -43,6 +43,23 @@ impl Outbound {
         }
     }
 
+    /// The next event of a request: keyed by its session, stamped with its
+    /// request id and `trace`.
+    pub fn for_request<T: Contract>(
+        topic: &str,
+        context: &storefront_schemas::RequestContext,
+        trace: TraceParent,
+        event: &T,
+    ) -> Self {
+        Self::event(
+            topic,
+            &context.session_id,
+            &context.request_id,
+            trace,
+            event,
+        )
+    }
+
     /// A reference record, keyed by its entity's id.
     pub fn reference<T: Contract>(topic: &str, key: &str, record: &T) -> Self {
         Self {

@@ -182,10 +182,9 @@ impl RecordHandler for Authenticator {
             rejection,
             user,
         };
-        outputs.push(Outbound::event(
+        outputs.push(Outbound::for_request(
             &self.topics.user_resolved,
-            &event.context.session_id,
-            &event.context.request_id,
+            &event.context,
             trace,
             &event,
         ));
