@@ -1,6 +1,6 @@
 //! Every contract survives encode then decode unchanged, for arbitrary values.
 
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use storefront_schemas::*;
 
 fn text() -> impl Strategy<Value = String> {
@@ -82,6 +82,11 @@ fn assert_round_trip<T: Contract + PartialEq + std::fmt::Debug>(event: T) {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/roundtrip.proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn page_requested_round_trips(
         context in context(),

@@ -471,3 +471,74 @@ async fn two_gateways_side_by_side_answer_on_their_own_reply_partitions() {
     );
     test.stack.stop().await;
 }
+
+#[tokio::test]
+async fn seeding_twice_changes_nothing() {
+    let kafka = storefront_e2e::fresh_namespace();
+    let config = storefront::seed::SeedConfig::small();
+    let first = storefront::seed::seed(&kafka, &config).await.unwrap();
+    assert_eq!(
+        first.written.len(),
+        4,
+        "catalog, customers, credentials, orders"
+    );
+    let topics = kafka.topics();
+    let orders_before = read_topic(&kafka, &topics.orders).await.len();
+
+    let second = storefront::seed::seed(&kafka, &config).await.unwrap();
+    assert!(
+        second.written.is_empty(),
+        "nothing written again: {:?}",
+        second.written
+    );
+    assert_eq!(second.skipped.len(), 4);
+    assert_eq!(
+        read_topic(&kafka, &topics.orders).await.len(),
+        orders_before
+    );
+}
+
+#[tokio::test]
+async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
+    let stack = shared();
+    let topics = stack.kafka().topics();
+    let session = SessionId::new().to_string();
+    let request_id = storefront_schemas::RequestId::new().to_string();
+    let now = storefront_schemas::now_ms();
+    let hijack = PageRequested {
+        context: storefront_schemas::RequestContext {
+            request_id: request_id.clone(),
+            session_id: session.clone(),
+            requested_at_ms: now,
+            deadline_ms: now + 5_000,
+            reply_topic: "someone-elses-topic".into(),
+            reply_partition: 0,
+        },
+        login: None,
+    };
+    let producer = storefront_runtime::EventProducer::new(stack.kafka(), "e2e-hijack").unwrap();
+    let record = storefront_runtime::Outbound::for_request(
+        &topics.page_requested,
+        &hijack.context,
+        storefront_runtime::TraceParent::new_root(),
+        &hijack,
+    );
+    producer.send(&record).await.unwrap();
+
+    let dead = eventually(Duration::from_secs(20), || async {
+        read_topic(stack.kafka(), &topics.dead_letters)
+            .await
+            .into_iter()
+            .find(|r| {
+                r.header("dlq-service").as_deref() == Some("aggregator")
+                    && r.header("request-id").as_deref() == Some(request_id.as_str())
+            })
+    })
+    .await
+    .expect("the aggregator dead-letters the request");
+    assert!(
+        dead.header("dlq-reason").unwrap().contains("reply topic"),
+        "{:?}",
+        dead.header("dlq-reason")
+    );
+}
