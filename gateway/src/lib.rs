@@ -297,17 +297,7 @@ pub async fn start(
     ));
 
     let http_addr = settings.http_addr;
-    let state = AppState {
-        inner: Arc::new(Inner {
-            page_requested: topics.page_requested.clone(),
-            reply_topic: topics.page_completed.clone(),
-            settings,
-            producer,
-            owned,
-            waiting,
-            readiness: readiness.clone(),
-        }),
-    };
+    let state = AppState::new(settings, producer, owned, waiting, readiness.clone());
     let http_addr =
         service::serve_http(&mut tasks, http_addr, router(state), shutdown.clone()).await?;
     tracing::info!(service = "gateway", %http_addr, "started");
@@ -317,8 +307,109 @@ pub async fn start(
 }
 
 impl AppState {
-    /// The reply partitions this gateway owns now.
-    pub fn reply_partitions(&self) -> Vec<i32> {
-        self.inner.owned.snapshot()
+    /// The state the handlers share; `start` builds it from live Kafka clients.
+    pub fn new(
+        settings: Settings,
+        producer: EventProducer,
+        owned: OwnedPartitions,
+        waiting: Waiting,
+        readiness: Readiness,
+    ) -> Self {
+        let topics = settings.kafka.topics();
+        Self {
+            inner: Arc::new(Inner {
+                page_requested: topics.page_requested,
+                reply_topic: topics.page_completed,
+                settings,
+                producer,
+                owned,
+                waiting,
+                readiness,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A gateway whose Kafka side never became ready: no broker is contacted.
+    fn not_ready_router() -> Router {
+        let kafka = KafkaSettings::new("127.0.0.1:9");
+        let settings = Settings {
+            kafka: kafka.clone(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            user_svc_public_key: user_svc::UnsealKey::generate().seal_key(),
+            cookie_key: CookieKey::generate(),
+            page_deadline_ms: 250,
+            reply_grace_ms: 1000,
+            max_body_bytes: 1024,
+            max_waiting: 10,
+            session_ttl_secs: 60,
+            cookie_secure: false,
+        };
+        let producer = EventProducer::new(&kafka, "gateway-test").unwrap();
+        let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
+        router(AppState::new(
+            settings,
+            producer,
+            OwnedPartitions::default(),
+            Waiting::default(),
+            readiness,
+        ))
+    }
+
+    async fn call(request: Request<Body>) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let response = not_ready_router().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+        )
+    }
+
+    fn login(body: &str) -> Request<Body> {
+        Request::post("/api/login")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_valid_login_before_kafka_is_ready_gets_503_with_retry_after() {
+        let (status, headers, body) = call(login(r#"{"username":"demo","password":"pw"}"#)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "not_ready");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_refused_before_anything_reaches_kafka() {
+        let (status, _, body) = call(login(r#"{"username":"demo""#)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("malformed_json"))
+        );
+        let too_big = format!(r#"{{"username":"demo","password":"{}"}}"#, "x".repeat(2048));
+        let (status, headers, _) = call(login(&too_big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(headers[header::CONNECTION], "close");
+    }
+
+    #[tokio::test]
+    async fn the_readiness_probe_says_what_it_waits_for() {
+        let (status, _, body) = call(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("producer warm") && message.contains("reply partitions"),
+            "{message}"
+        );
     }
 }
