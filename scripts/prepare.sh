@@ -20,7 +20,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # 1. Debian packages: a C toolchain for the bundled librdkafka and argon2,
 #    zlib, and Python for the fastavro check.
 packages=(gcc g++ make pkg-config zlib1g-dev)
-$want_test && packages+=(python3 python3-venv)
+if $want_test && ! "$cache/venv/bin/python3" -c 'import fastavro' 2>/dev/null \
+    && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    packages+=(python3 python3-venv)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
