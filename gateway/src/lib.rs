@@ -139,7 +139,7 @@ async fn login(
             .user_svc_public_key
             .seal(request.password.as_bytes()),
     };
-    let page = state.request_page(session, Some(login)).await?;
+    let page = state.request_page(session, Some(login), false).await?;
     match page.status {
         PageStatus::Complete | PageStatus::Partial => {
             let cookie = state.session_cookie(
@@ -160,7 +160,7 @@ async fn login(
 async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let session =
         session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
-    let page = state.request_page(session, None).await?;
+    let page = state.request_page(session, None, false).await?;
     match page.status {
         PageStatus::Complete | PageStatus::Partial => {
             Ok(Json(PageResponse::from_completed(page)).into_response())
@@ -176,14 +176,20 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Respo
     }
 }
 
-/// Forgets the session in this browser. The session itself lives on until
-/// it expires in user-svc.
-async fn logout(State(state): State<AppState>) -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, state.session_cookie("", 0))],
-    )
-        .into_response()
+/// Closes the session in user-svc (so every copy of the cookie stops
+/// working) and forgets it in this browser, even if closing failed.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let clear = state.session_cookie("", 0);
+    let closed = match session_from(&headers, &state.inner.settings.cookie_key) {
+        Some(session) => state.request_page(session, None, true).await.map(drop),
+        None => Ok(()),
+    };
+    let mut response = match closed {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    };
+    response.headers_mut().insert(header::SET_COOKIE, clear);
+    response
 }
 
 fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
@@ -216,6 +222,7 @@ impl AppState {
         &self,
         session: SessionId,
         login: Option<LoginAttempt>,
+        logout: bool,
     ) -> Result<PageCompleted, ApiError> {
         let inner = &self.inner;
         if !inner.readiness.is_ready() {
@@ -235,7 +242,11 @@ impl AppState {
             reply_topic: inner.reply_topic.clone(),
             reply_partition,
         };
-        let event = PageRequested { context, login };
+        let event = PageRequested {
+            context,
+            login,
+            logout,
+        };
         let trace = TraceParent::new_root();
         let record = Outbound::event(
             &inner.page_requested,

@@ -29,6 +29,9 @@ pub struct LoginAttempt {
 pub struct PageRequested {
     pub context: RequestContext,
     pub login: Option<LoginAttempt>,
+    /// Close the session rather than render a page.
+    #[serde(default)]
+    pub logout: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,10 +90,11 @@ proptest! {
     #[test]
     fn page_requested_round_trips(
         context in context(),
+        logout in any::<bool>(),
         login in proptest::option::of((text(), proptest::collection::vec(any::<u8>(), 0..64))),
     ) {
         let login = login.map(|(username, sealed_password)| LoginAttempt { username, sealed_password });
-        assert_round_trip(PageRequested { context, login });
+        assert_round_trip(PageRequested { context, login, logout });
     }
 
     #[test]

@@ -171,6 +171,14 @@ impl Gateway {
         Self::read(request).await
     }
 
+    pub async fn post_with_cookie(&self, path: &str, cookie: &str) -> Reply {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", cookie);
+        Self::read(request).await
+    }
+
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
         let mut request = self.client.get(format!("{}{path}", self.base));
         if let Some(cookie) = cookie {

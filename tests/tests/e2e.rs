@@ -515,6 +515,7 @@ async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
             reply_partition: 0,
         },
         login: None,
+        logout: false,
     };
     let producer = storefront_runtime::EventProducer::new(stack.kafka(), "e2e-hijack").unwrap();
     let record = storefront_runtime::Outbound::for_request(
@@ -541,4 +542,25 @@ async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
         "{:?}",
         dead.header("dlq-reason")
     );
+}
+
+#[tokio::test]
+async fn logging_out_closes_the_session_for_every_copy_of_the_cookie() {
+    let gateway = shared().gateway();
+    let login = gateway.login(DEMO_USERNAME, DEMO_PASSWORD).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let cookie = login.session_cookie().unwrap();
+    assert_eq!(gateway.get("/api/page", Some(&cookie)).await.status, 200);
+
+    let logout = gateway.post_with_cookie("/api/logout", &cookie).await;
+    assert_eq!(logout.status, 204, "{}", logout.text);
+    assert!(logout.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+
+    // A copy of the cookie kept elsewhere no longer works either.
+    let again = gateway.get("/api/page", Some(&cookie)).await;
+    assert_eq!(again.status, 401, "{}", again.text);
+    assert_eq!(again.error_code(), "invalid_session");
 }

@@ -1,7 +1,7 @@
 //! user-svc: the first hop. On `page.requested` it authenticates the
 //! request (a login's sealed password against the argon2id hash from the
 //! `credentials` topic, or an open session from the `sessions` topic),
-//! opens a session at login, and emits `user.resolved`.
+//! opens a session at login, closes it at logout, and emits `user.resolved`.
 
 pub mod keys;
 pub mod passwords;
@@ -29,6 +29,8 @@ pub mod rejection {
     pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
     pub const UNKNOWN_SESSION: &str = "unknown_session";
     pub const EXPIRED_SESSION: &str = "expired_session";
+    /// The answer to a logout: the session is closed.
+    pub const LOGGED_OUT: &str = "logged_out";
 }
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -118,6 +120,15 @@ impl Authenticator {
         }
     }
 
+    /// Ends a session at `at` (a logout); `None` if there is no such session.
+    /// Derived from the request alone, so a redelivery writes the same record.
+    fn close_session(&self, session_id: &str, at: i64) -> Option<Session> {
+        let mut directory = self.directory.write().expect("directory lock");
+        let session = directory.sessions.get_mut(session_id)?;
+        session.expires_at_ms = session.expires_at_ms.min(at);
+        Some(session.clone())
+    }
+
     fn session(&self, session_id: &str, now: i64) -> Verdict {
         let directory = self.directory.read().expect("directory lock");
         match directory.sessions.get(session_id) {
@@ -169,13 +180,25 @@ impl RecordHandler for Authenticator {
                 }
                 verdict
             }
+            None if request.logout => {
+                if let Some(closed) =
+                    self.close_session(&context.session_id, context.requested_at_ms)
+                {
+                    outputs.push(Outbound::reference(
+                        &self.topics.sessions,
+                        &closed.session_id,
+                        &closed,
+                    ));
+                }
+                Verdict::Rejected(rejection::LOGGED_OUT)
+            }
             None => self.session(&context.session_id, now),
         };
         let (status, rejection, user) = match verdict {
             Verdict::Authenticated(user) => (Resolution::Authenticated, None, Some(user)),
             Verdict::Rejected(reason) => (Resolution::Rejected, Some(reason.to_owned()), None),
         };
-        tracing::info!(request_id = %context.request_id, ?status, ?rejection, login = request.login.is_some(), "resolved");
+        tracing::info!(request_id = %context.request_id, ?status, ?rejection, login = request.login.is_some(), logout = request.logout, "resolved");
         let event = UserResolved {
             context,
             status,
