@@ -39,7 +39,10 @@ fi
 # 2. The embedded broker, once, through the same code path as `storefront up`.
 if [[ ! -x "${STOREFRONT_NISSHI_BIN:-$cache/nisshi/bin/nisshi}" ]]; then
     step "Building the embedded broker (nisshi) into $cache: a one-time build of about 20 minutes"
-    cargo run --quiet --locked -p storefront -- install-broker
+    # Built in the profile the caller is about to build anyway.
+    profile=(--release)
+    $want_test && profile=()
+    cargo run --quiet --locked "${profile[@]}" -p storefront -- install-broker
 fi
 
 # 3. fastavro for the tests.
