@@ -460,13 +460,7 @@ pub async fn seed(settings: &KafkaSettings, config: &SeedConfig) -> anyhow::Resu
             settings.clone(),
             plan.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
         );
-        tokio::task::spawn_blocking(move || {
-            topics
-                .iter()
-                .map(|t| topic_size(&settings, t))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await??
+        tokio::task::spawn_blocking(move || topic_sizes(&settings, &topics)).await??
     };
     let mut sizes = sizes.into_iter();
     plan.retain(|(topic, planned)| {
@@ -514,20 +508,22 @@ pub async fn seed(settings: &KafkaSettings, config: &SeedConfig) -> anyhow::Resu
     Ok(report)
 }
 
-/// Records in a topic now (sum of high watermarks; reference topics are never deleted from).
-fn topic_size(settings: &KafkaSettings, topic: &str) -> anyhow::Result<i64> {
+/// Records in each topic now (the sum of its partitions' watermark spans).
+fn topic_sizes(settings: &KafkaSettings, topics: &[String]) -> anyhow::Result<Vec<i64>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    let timeout = std::time::Duration::from_secs(5);
     let consumer: BaseConsumer = settings.client_config("storefront-seed").create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(5))?;
-    let mut total = 0;
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) =
-                consumer.fetch_watermarks(topic, p.id(), std::time::Duration::from_secs(5))?;
+    let mut sizes = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let mut total = 0;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
             total += high - low.max(0);
         }
+        sizes.push(total);
     }
-    Ok(total)
+    Ok(sizes)
 }
 
 #[cfg(test)]

@@ -40,10 +40,6 @@ impl OwnedPartitions {
         }
         Some(partitions[self.next.fetch_add(1, Ordering::Relaxed) % partitions.len()])
     }
-
-    pub fn snapshot(&self) -> Vec<i32> {
-        self.partitions.read().expect("partitions lock").clone()
-    }
 }
 
 /// Tracks which reply partitions the group gave this gateway.

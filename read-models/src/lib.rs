@@ -23,14 +23,6 @@ impl Catalog {
     pub fn get(&self, product_id: &str) -> Option<&Product> {
         self.products.get(product_id)
     }
-
-    pub fn len(&self) -> usize {
-        self.products.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.products.is_empty()
-    }
 }
 
 /// One customer's orders, newest last.

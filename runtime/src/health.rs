@@ -1,13 +1,10 @@
 //! `/healthz` and `/readyz`, and what a service is still waiting for.
 
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc};
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
-use crate::{Error, Result};
 
 /// The conditions a service waits for before it is ready (producer warm,
 /// partitions assigned, reference data loaded...).
@@ -64,27 +61,4 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<serde_j
             Json(json!({"error": {"code": "not_ready", "message": message}})),
         )
     }
-}
-
-/// Binds `addr` (port 0 picks a free one) and serves `router` until `shutdown`.
-pub async fn serve(
-    addr: SocketAddr,
-    router: Router,
-    shutdown: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
-    let handle = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    });
-    Ok((local, handle))
 }

@@ -118,9 +118,18 @@ pub async fn serve_http(
     router: axum::Router,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr> {
-    let (bound, server) = crate::health::serve(addr, router, shutdown).await?;
+    let bind_error = |source| crate::Error::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
     tasks.spawn(async move {
-        let _ = server.await;
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "HTTP server failed");
+        }
         Ok(())
     });
     Ok(bound)

@@ -63,11 +63,6 @@ impl CompiledSchema {
         Self { schema, header }
     }
 
-    /// The schema as parsed.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
-    }
-
     /// `C3 01` followed by the 8 fingerprint bytes.
     pub fn header(&self) -> &[u8; HEADER_LEN] {
         &self.header

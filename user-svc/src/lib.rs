@@ -240,7 +240,7 @@ pub async fn start(
         Ok(())
     };
     let decoy_hash = Arc::from(passwords::hash(
-        &uuid_like_secret(),
+        &random_password(),
         passwords::HashCost::RECOMMENDED,
     ));
     let handler = Authenticator {
@@ -266,7 +266,7 @@ pub async fn start(
     Ok(service.start(&settings.kafka, shutdown).await?)
 }
 
-fn uuid_like_secret() -> String {
+fn random_password() -> String {
     use rand::Rng;
     let bytes: [u8; 16] = rand::thread_rng().gen();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
