@@ -219,14 +219,8 @@ impl Aggregator {
     }
 
     fn done(&mut self, consumer: &StreamConsumer<GroupContext>, source: &Source) {
-        if let Some(offset) = self
-            .tracker
-            .finish(&source.topic, source.partition, source.offset)
-        {
-            if let Err(error) = consumer.store_offset(&source.topic, source.partition, offset) {
-                tracing::debug!(%error, "offset not stored (partition revoked?)");
-            }
-        }
+        self.tracker
+            .finish_and_store(consumer, &source.topic, source.partition, source.offset);
     }
 }
 

@@ -43,6 +43,24 @@ impl OffsetTracker {
         Some(safe)
     }
 
+    /// Finishes a record and stores, for the consumer's next commit, the
+    /// offset that is now safe. A partition revoked meanwhile is skipped: its
+    /// new owner redelivers what was not committed.
+    pub fn finish_and_store<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        consumer: &rdkafka::consumer::StreamConsumer<C>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        use rdkafka::consumer::Consumer;
+        if let Some(safe) = self.finish(topic, partition, offset) {
+            if let Err(error) = consumer.store_offset(topic, partition, safe) {
+                tracing::debug!(%error, topic, partition, "offset not stored (partition revoked?)");
+            }
+        }
+    }
+
     /// Records still in flight.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.pending.len()).sum()

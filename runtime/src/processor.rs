@@ -132,7 +132,7 @@ impl Processor {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let (record, finished) = done.expect("record tasks do not panic");
                     if finished {
-                        store(&consumer, &mut tracker, &record);
+                        tracker.finish_and_store(&consumer, &record.topic, record.partition, record.offset);
                     }
                 }
                 message = consumer.recv(), if tasks.len() < self.max_in_flight => match message {
@@ -157,7 +157,12 @@ impl Processor {
         let drain = async {
             while let Some(done) = tasks.join_next().await {
                 if let Ok((record, true)) = done {
-                    store(&consumer, &mut tracker, &record);
+                    tracker.finish_and_store(
+                        &consumer,
+                        &record.topic,
+                        record.partition,
+                        record.offset,
+                    );
                 }
             }
         };
@@ -173,19 +178,6 @@ impl Processor {
         }
         commit_and_close(consumer).await;
         Ok(())
-    }
-}
-
-fn store<C: ConsumerContext>(
-    consumer: &StreamConsumer<C>,
-    tracker: &mut OffsetTracker,
-    record: &Inbound,
-) {
-    if let Some(offset) = tracker.finish(&record.topic, record.partition, record.offset) {
-        if let Err(error) = consumer.store_offset(&record.topic, record.partition, offset) {
-            // The partition was revoked meanwhile; its new owner redelivers.
-            tracing::debug!(%error, topic = %record.topic, partition = record.partition, "offset not stored");
-        }
     }
 }
 
