@@ -13,7 +13,7 @@ use std::{
 use storefront_read_models::{authenticated_user, PurchaseHistory};
 use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
-    RunningService, Topics,
+    RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::AdsSelected;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,8 @@ const ANCHORS: usize = 5;
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
@@ -80,7 +82,7 @@ impl RecordHandler for AdsHandler {
         Ok(vec![Outbound::for_request(
             &self.topics.ads_selected,
             &event.context,
-            record.trace_child(),
+            &record.trace,
             &event,
         )])
     }
@@ -109,6 +111,7 @@ pub async fn start(
         apply_reference,
         handler: Arc::new(AdsHandler { model, topics }),
         max_in_flight: 64,
+        telemetry: Telemetry::new("ads-svc", &settings.telemetry)?,
     };
     Ok(service.start(&settings.kafka, shutdown).await?)
 }

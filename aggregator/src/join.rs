@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use storefront_runtime::TraceParent;
+use opentelemetry::trace::SpanContext;
 use storefront_schemas::{
-    Ad, PageCompleted, PageStatus, Purchase, RequestContext, Resolution, UserProfile,
+    Ad, Milestone, PageCompleted, PageStatus, Purchase, RequestContext, Resolution, UserProfile,
 };
 
 /// Where a part came from, so its offset can be committed once its page is out.
@@ -30,18 +30,31 @@ pub enum Part {
     Ads(Vec<Ad>),
 }
 
+/// What a part brings besides its content: the span that sent it, and the
+/// milestone it records (its service picking up the request).
+#[derive(Debug, Clone, Default)]
+pub struct Arrival {
+    pub sent_by: Option<SpanContext>,
+    pub milestone: Option<Milestone>,
+}
+
 /// A page to send, with the inputs it consumed.
 #[derive(Debug, Clone)]
 pub struct ReadyPage {
     pub page: PageCompleted,
-    pub trace: Option<TraceParent>,
+    /// The span that sent the request (else the first part): the page's parent.
+    pub parent: Option<SpanContext>,
+    /// The spans that sent every part joined.
+    pub links: Vec<SpanContext>,
     pub sources: Vec<Source>,
 }
 
 #[derive(Debug)]
 struct Pending {
     context: RequestContext,
-    trace: Option<TraceParent>,
+    parent: Option<SpanContext>,
+    links: Vec<SpanContext>,
+    milestones: Vec<Milestone>,
     user: Option<(Resolution, Option<String>, Option<UserProfile>)>,
     history: Option<Vec<Purchase>>,
     ads: Option<Vec<Ad>>,
@@ -77,7 +90,7 @@ impl Joins {
         &mut self,
         context: RequestContext,
         part: Part,
-        trace: Option<TraceParent>,
+        arrival: Arrival,
         source: Source,
         now_ms: i64,
     ) -> Added {
@@ -90,7 +103,9 @@ impl Joins {
                 .insert((context.deadline_ms, request_id.clone()));
             Pending {
                 context,
-                trace: None,
+                parent: None,
+                links: Vec::new(),
+                milestones: Vec::new(),
                 user: None,
                 history: None,
                 ads: None,
@@ -98,8 +113,20 @@ impl Joins {
             }
         });
         pending.sources.push(source);
-        if pending.trace.is_none() || matches!(part, Part::Requested) {
-            pending.trace = trace.or(pending.trace);
+        if let Some(sent_by) = arrival.sent_by {
+            if pending.parent.is_none() || matches!(part, Part::Requested) {
+                pending.parent = Some(sent_by.clone());
+            }
+            if !pending.links.contains(&sent_by) {
+                pending.links.push(sent_by);
+            }
+        }
+        if let Some(milestone) = arrival.milestone {
+            // A redelivered part replaces its own milestone.
+            pending
+                .milestones
+                .retain(|m| (&m.stage, &m.service) != (&milestone.stage, &milestone.service));
+            pending.milestones.push(milestone);
         }
         match part {
             Part::Requested => {}
@@ -192,6 +219,13 @@ impl Joins {
             }
         };
         let authenticated = matches!(status, PageStatus::Complete | PageStatus::Partial);
+        let mut milestones = p.milestones;
+        milestones.push(Milestone {
+            stage: "completed".into(),
+            service: "aggregator".into(),
+            at_ms: now_ms,
+        });
+        milestones.sort_by_key(|m| m.at_ms);
         let page = PageCompleted {
             context: p.context,
             status,
@@ -208,10 +242,12 @@ impl Joins {
             } else {
                 vec![]
             },
+            milestones,
         };
         ReadyPage {
             page,
-            trace: p.trace,
+            parent: p.parent,
+            links: p.links,
             sources: p.sources,
         }
     }
@@ -256,17 +292,23 @@ mod tests {
     fn a_page_completes_when_all_parts_are_in_whatever_their_order() {
         let mut joins = Joins::default();
         assert!(matches!(
-            joins.add(context("r", 250), Part::Ads(vec![]), None, source(1), 10),
+            joins.add(
+                context("r", 250),
+                Part::Ads(vec![]),
+                Arrival::default(),
+                source(1),
+                10
+            ),
             Added::Waiting
         ));
         assert!(matches!(
-            joins.add(context("r", 250), user(), None, source(2), 20),
+            joins.add(context("r", 250), user(), Arrival::default(), source(2), 20),
             Added::Waiting
         ));
         let Added::Emit(ready) = joins.add(
             context("r", 250),
             Part::History(vec![]),
-            None,
+            Arrival::default(),
             source(3),
             30,
         ) else {
@@ -286,7 +328,13 @@ mod tests {
             rejection: Some("invalid_credentials".into()),
             user: None,
         };
-        let Added::Emit(ready) = joins.add(context("r", 250), rejected, None, source(1), 5) else {
+        let Added::Emit(ready) = joins.add(
+            context("r", 250),
+            rejected,
+            Arrival::default(),
+            source(1),
+            5,
+        ) else {
             panic!()
         };
         assert_eq!(ready.page.status, PageStatus::Rejected);
@@ -296,12 +344,18 @@ mod tests {
     #[test]
     fn at_the_deadline_a_partial_page_names_what_is_missing() {
         let mut joins = Joins::default();
-        joins.add(context("r", 250), Part::Requested, None, source(1), 0);
-        joins.add(context("r", 250), user(), None, source(2), 40);
+        joins.add(
+            context("r", 250),
+            Part::Requested,
+            Arrival::default(),
+            source(1),
+            0,
+        );
+        joins.add(context("r", 250), user(), Arrival::default(), source(2), 40);
         joins.add(
             context("r", 250),
             Part::History(vec![]),
-            None,
+            Arrival::default(),
             source(3),
             60,
         );
@@ -311,7 +365,13 @@ mod tests {
         assert_eq!(pages[0].page.status, PageStatus::Partial);
         assert_eq!(pages[0].page.missing, ["ads"]);
         assert!(matches!(
-            joins.add(context("r", 250), Part::Ads(vec![]), None, source(4), 300),
+            joins.add(
+                context("r", 250),
+                Part::Ads(vec![]),
+                Arrival::default(),
+                source(4),
+                300
+            ),
             Added::Late(_)
         ));
     }
@@ -319,8 +379,20 @@ mod tests {
     #[test]
     fn without_a_user_by_the_deadline_the_page_is_unavailable() {
         let mut joins = Joins::default();
-        joins.add(context("r", 100), Part::Requested, None, source(1), 0);
-        joins.add(context("q", 300), Part::Requested, None, source(2), 0);
+        joins.add(
+            context("r", 100),
+            Part::Requested,
+            Arrival::default(),
+            source(1),
+            0,
+        );
+        joins.add(
+            context("q", 300),
+            Part::Requested,
+            Arrival::default(),
+            source(2),
+            0,
+        );
         let pages = joins.expire(150);
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].page.status, PageStatus::Unavailable);
@@ -337,14 +409,102 @@ mod tests {
             rejection: None,
             user: None,
         };
-        joins.add(context("old", 250), rejected(), None, source(1), 0);
+        joins.add(
+            context("old", 250),
+            rejected(),
+            Arrival::default(),
+            source(1),
+            0,
+        );
         joins.add(
             context("new", REMEMBER_EMITTED_MS + 250),
             rejected(),
-            None,
+            Arrival::default(),
             source(2),
             REMEMBER_EMITTED_MS,
         );
         assert_eq!(joins.remembered(), 1);
+    }
+
+    #[test]
+    fn the_page_records_each_milestone_once_and_links_every_sender() {
+        use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
+        let sender = |span: u64| {
+            SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(span),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            )
+        };
+        let arrival = |span: u64, service: &str, at_ms: i64| Arrival {
+            sent_by: Some(sender(span)),
+            milestone: Some(Milestone {
+                stage: "picked_up".into(),
+                service: service.into(),
+                at_ms,
+            }),
+        };
+        let mut joins = Joins::default();
+        joins.add(
+            context("r", 250),
+            user(),
+            arrival(2, "user-svc", 5),
+            source(2),
+            9,
+        );
+        joins.add(
+            context("r", 250),
+            Part::Requested,
+            arrival(1, "aggregator", 3),
+            source(1),
+            10,
+        );
+        joins.add(
+            context("r", 250),
+            user(),
+            arrival(2, "user-svc", 6),
+            source(2),
+            11,
+        );
+        joins.add(
+            context("r", 250),
+            Part::Ads(vec![]),
+            arrival(3, "ads-svc", 20),
+            source(3),
+            21,
+        );
+        let Added::Emit(ready) = joins.add(
+            context("r", 250),
+            Part::History(vec![]),
+            arrival(4, "history-svc", 15),
+            source(4),
+            30,
+        ) else {
+            panic!("expected the page")
+        };
+        assert_eq!(
+            ready.parent,
+            Some(sender(1)),
+            "the request's sender is the parent"
+        );
+        assert_eq!(ready.links.len(), 4);
+        let steps: Vec<(&str, &str, i64)> = ready
+            .page
+            .milestones
+            .iter()
+            .map(|m| (m.stage.as_str(), m.service.as_str(), m.at_ms))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("picked_up", "aggregator", 3),
+                ("picked_up", "user-svc", 6),
+                ("picked_up", "history-svc", 15),
+                ("picked_up", "ads-svc", 20),
+                ("completed", "aggregator", 30),
+            ]
+        );
     }
 }

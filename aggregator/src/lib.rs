@@ -9,6 +9,7 @@ pub mod join;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use opentelemetry::{trace::TraceContextExt, Context};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use storefront_runtime::{
     health,
@@ -16,16 +17,17 @@ use storefront_runtime::{
     processor,
     processor::GroupContext,
     service::{self, PRODUCER_WARM},
-    topics, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness,
-    RunningService, Topics,
+    topics, trace, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness,
+    RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
-    now_ms, AdsSelected, HistoryFetched, PageRequested, RequestContext, UserResolved,
+    now_ms, AdsSelected, HistoryFetched, Milestone, PageRequested, RequestContext, UserResolved,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::join::{Added, Joins, Part, ReadyPage, Source};
+use crate::join::{Added, Arrival, Joins, Part, ReadyPage, Source};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -35,6 +37,8 @@ use crate::join::{Added, Joins, Part, ReadyPage, Source};
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: SocketAddr,
@@ -52,10 +56,11 @@ pub async fn start(
     let reply_partitions = topics::partition_counts(&settings.kafka, &[&topics.page_completed])
         .await?[&topics.page_completed];
     let readiness = Readiness::new(&[PRODUCER_WARM, processor::PARTITIONS_ASSIGNED]);
-    let producer = EventProducer::new(&settings.kafka, SERVICE)?;
+    let telemetry = Telemetry::new(SERVICE, &settings.telemetry)?;
+    let producer = EventProducer::new(&settings.kafka, &telemetry)?;
     let consumer = Arc::new(processor::group_consumer(
         &settings.kafka,
-        SERVICE,
+        &telemetry,
         &settings.kafka.group(SERVICE),
         readiness.clone(),
     )?);
@@ -69,7 +74,8 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
     let aggregator = Aggregator {
-        dead_letters: DeadLetters::new(producer.clone(), topics.dead_letters.clone(), SERVICE),
+        dead_letters: DeadLetters::new(producer.clone(), topics.dead_letters.clone()),
+        telemetry: telemetry.clone(),
         producer,
         topics,
         reply_partitions,
@@ -78,16 +84,23 @@ pub async fn start(
     };
     tasks.spawn(aggregator.run(consumer, shutdown.clone()));
     let router = health::router(readiness.clone());
-    let http_addr =
-        service::serve_http(&mut tasks, settings.http_addr, router, shutdown.clone()).await?;
+    let http_addr = service::serve_http(
+        &mut tasks,
+        settings.http_addr,
+        router,
+        &telemetry,
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(service = SERVICE, %http_addr, "started");
     Ok(RunningService::new(
-        SERVICE, http_addr, readiness, shutdown, tasks,
+        telemetry, http_addr, readiness, shutdown, tasks,
     ))
 }
 
 struct Aggregator {
     producer: EventProducer,
+    telemetry: Telemetry,
     dead_letters: DeadLetters,
     topics: Topics,
     reply_partitions: i32,
@@ -119,23 +132,32 @@ impl Aggregator {
                 }
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
                     for ready in self.joins.expire(now_ms()) {
+                        self.telemetry.metrics().expired_joins.inc();
                         tracing::info!(request_id = %ready.page.context.request_id, status = ?ready.page.status, missing = ?ready.page.missing, "deadline reached");
                         sending.spawn(send_page(self.producer.clone(), ready, shutdown.clone()));
                     }
+                    self.telemetry.metrics().pending_joins.set(self.joins.pending() as i64);
                 }
                 message = consumer.recv() => match message {
                     Ok(message) => {
                         let record = Inbound::from_message(&message);
                         drop(message);
                         self.tracker.begin(&record.topic, record.partition, record.offset);
-                        match self.accept(&record) {
+                        let span = self.telemetry.process_span(&record, now_ms());
+                        let outcome = self.accept(&record);
+                        trace::end(&span, outcome.as_ref().err().map(String::as_str));
+                        self.telemetry.metrics().pending_joins.set(self.joins.pending() as i64);
+                        match outcome {
                             Ok(Added::Waiting) => {}
                             Ok(Added::Emit(ready)) => {
                                 sending.spawn(send_page(self.producer.clone(), *ready, shutdown.clone()));
                             }
                             Ok(Added::Late(source)) => self.done(&consumer, &source),
                             Err(reason) => {
-                                if let Err(error) = self.dead_letters.send(&record, &reason).await {
+                                let dead_lettered = self.dead_letters.send(&record, &reason)
+                                    .instrument(processor::log_span(&record))
+                                    .await;
+                                if let Err(error) = dead_lettered {
                                     tracing::error!(%error, "dead-lettering failed; the record will be redelivered");
                                     continue;
                                 }
@@ -178,28 +200,43 @@ impl Aggregator {
     /// Decodes, validates and joins one record.
     fn accept(&mut self, record: &Inbound) -> Result<Added, String> {
         let t = &self.topics;
-        let trace = record.headers.traceparent;
-        let (context, part): (RequestContext, Part) = if record.topic == t.page_requested {
-            let e: PageRequested = record.decode().map_err(|e| e.to_string())?;
-            (e.context, Part::Requested)
-        } else if record.topic == t.user_resolved {
-            let e: UserResolved = record.decode().map_err(|e| e.to_string())?;
-            (
-                e.context,
-                Part::User {
+        let now = now_ms();
+        // Each part's milestone: when its service picked up the request.
+        let (context, part, picked_up): (RequestContext, Part, _) =
+            if record.topic == t.page_requested {
+                let e: PageRequested = record.decode().map_err(|e| e.to_string())?;
+                (e.context, Part::Requested, (SERVICE, Some(now)))
+            } else if record.topic == t.user_resolved {
+                let e: UserResolved = record.decode().map_err(|e| e.to_string())?;
+                let part = Part::User {
                     status: e.status,
                     rejection: e.rejection,
                     user: e.user,
-                },
-            )
-        } else if record.topic == t.history_fetched {
-            let e: HistoryFetched = record.decode().map_err(|e| e.to_string())?;
-            (e.context, Part::History(e.purchases))
-        } else if record.topic == t.ads_selected {
-            let e: AdsSelected = record.decode().map_err(|e| e.to_string())?;
-            (e.context, Part::Ads(e.ads))
-        } else {
-            return Err(format!("unexpected topic {}", record.topic));
+                };
+                (
+                    e.context,
+                    part,
+                    ("user-svc", record.headers.picked_up_at_ms),
+                )
+            } else if record.topic == t.history_fetched {
+                let e: HistoryFetched = record.decode().map_err(|e| e.to_string())?;
+                let picked_up = ("history-svc", record.headers.picked_up_at_ms);
+                (e.context, Part::History(e.purchases), picked_up)
+            } else if record.topic == t.ads_selected {
+                let e: AdsSelected = record.decode().map_err(|e| e.to_string())?;
+                let picked_up = ("ads-svc", record.headers.picked_up_at_ms);
+                (e.context, Part::Ads(e.ads), picked_up)
+            } else {
+                return Err(format!("unexpected topic {}", record.topic));
+            };
+        let (service, at_ms) = picked_up;
+        let arrival = Arrival {
+            sent_by: trace::span_context(&record.trace),
+            milestone: at_ms.map(|at_ms| Milestone {
+                stage: "picked_up".into(),
+                service: service.into(),
+                at_ms,
+            }),
         };
         if context.reply_topic != t.page_completed {
             return Err(format!(
@@ -215,7 +252,7 @@ impl Aggregator {
         }
         Ok(self
             .joins
-            .add(context, part, trace, source_of(record), now_ms()))
+            .add(context, part, arrival, source_of(record), now))
     }
 
     fn done(&mut self, consumer: &StreamConsumer<GroupContext>, source: &Source) {
@@ -240,30 +277,51 @@ async fn send_page(
     shutdown: CancellationToken,
 ) -> Option<Sent> {
     let context = &ready.page.context;
-    let trace = ready
-        .trace
-        .map(|t| t.child())
-        .unwrap_or_else(storefront_runtime::TraceParent::new_root);
+    let parent = ready
+        .parent
+        .map(|sent_by| Context::new().with_remote_span_context(sent_by))
+        .unwrap_or_default();
+    let span = producer
+        .telemetry()
+        .joined_span("aggregate page", &parent, ready.links);
     let record = Outbound::event(
         &context.reply_topic,
         &context.session_id,
         &context.request_id,
-        trace,
+        &span,
         &ready.page,
     )
     .to_partition(context.reply_partition);
+    let log = tracing::info_span!(
+        "page",
+        request_id = %context.request_id,
+        session_id = %context.session_id,
+        trace_id = %trace::trace_id(&span),
+    );
     let mut backoff = Duration::from_millis(50);
-    loop {
-        match producer.send(&record).await {
-            Ok(_) => return Some(ready.sources),
-            Err(error) => {
-                tracing::warn!(%error, request_id = %context.request_id, "page not sent; retrying")
+    let sent = async {
+        loop {
+            match producer.send(&record).await {
+                Ok(_) => return Some(ready.sources),
+                Err(error) => {
+                    producer
+                        .telemetry()
+                        .metrics()
+                        .retries
+                        .with_label_values(&[&context.reply_topic])
+                        .inc();
+                    tracing::warn!(%error, "page not sent; retrying")
+                }
             }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+    .instrument(log)
+    .await;
+    trace::end(&span, sent.is_none().then_some("not sent before shutdown"));
+    sent
 }

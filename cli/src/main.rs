@@ -8,7 +8,7 @@ use storefront::{
     seed::{self, SeedConfig},
     stack::{Service, StackConfig},
 };
-use storefront_runtime::KafkaSettings;
+use storefront_runtime::{KafkaSettings, TelemetrySettings};
 
 /// The storefront event backbone.
 #[derive(Parser)]
@@ -60,11 +60,13 @@ struct UpArgs {
     page_deadline_ms: u64,
     #[command(flatten)]
     seed: SeedConfig,
+    #[command(flatten)]
+    telemetry: TelemetrySettings,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    storefront_runtime::telemetry::init("info,librdkafka=warn");
+    storefront_runtime::logs::init("info,librdkafka=warn");
     match Cli::parse().command {
         Command::Up(args) => up(args).await,
         Command::Seed { kafka, config } => {
@@ -137,6 +139,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         page_deadline_ms: args.page_deadline_ms,
         unseal_key,
         cookie_key,
+        telemetry: args.telemetry,
         ..StackConfig::new(kafka)
     };
     eprintln!("Starting the services (they load the reference data first)...");
@@ -145,8 +148,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await?;
     for service in &stack.services {
         eprintln!(
-            "  {:<12} http://{}/healthz",
-            service.name, service.http_addr
+            "  {:<12} http://{addr}/healthz  http://{addr}/metrics",
+            service.name,
+            addr = service.http_addr
         );
     }
     let url = format!("http://{}", stack.gateway_addr().expect("the gateway runs"));

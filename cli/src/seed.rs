@@ -11,7 +11,7 @@ use rand::{
     seq::SliceRandom,
     Rng, SeedableRng,
 };
-use storefront_runtime::{topics, EventProducer, KafkaSettings, Outbound};
+use storefront_runtime::{topics, EventProducer, KafkaSettings, Outbound, Telemetry};
 use storefront_schemas::{Credential, Customer, Order, Product};
 use user_svc::passwords::{self, HashCost};
 
@@ -446,7 +446,7 @@ pub async fn seed(settings: &KafkaSettings, config: &SeedConfig) -> anyhow::Resu
     topics::ensure_topics(settings).await?;
     let t = settings.topics();
     let dataset = Dataset::generate(config);
-    let producer = EventProducer::new(settings, "storefront-seed")?;
+    let producer = EventProducer::new(settings, &Telemetry::local("storefront-seed"))?;
     let mut report = SeedReport::default();
 
     let mut plan: Vec<(String, usize)> = vec![

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use gateway::cookies::CookieKey;
-use storefront_runtime::{KafkaSettings, RunningService};
+use storefront_runtime::{KafkaSettings, RunningService, TelemetrySettings};
 use tokio_util::sync::CancellationToken;
 use user_svc::UnsealKey;
 
@@ -40,6 +40,8 @@ pub struct StackConfig {
     pub cookie_key: CookieKey,
     pub page_deadline_ms: u64,
     pub reply_grace_ms: u64,
+    /// Where every service exports its spans.
+    pub telemetry: TelemetrySettings,
 }
 
 impl StackConfig {
@@ -53,6 +55,7 @@ impl StackConfig {
             cookie_key: CookieKey::generate(),
             page_deadline_ms: 250,
             reply_grace_ms: 1000,
+            telemetry: TelemetrySettings::default(),
         }
     }
 
@@ -63,12 +66,14 @@ impl StackConfig {
         shutdown: CancellationToken,
     ) -> anyhow::Result<RunningService> {
         let kafka = self.kafka.clone();
+        let telemetry = self.telemetry.clone();
         let http_addr = self.service_addr;
         match service {
             Service::User => {
                 user_svc::start(
                     user_svc::Settings {
                         kafka,
+                        telemetry,
                         http_addr,
                         secret_key: self.unseal_key.clone(),
                         session_ttl_secs: 86_400,
@@ -78,16 +83,34 @@ impl StackConfig {
                 .await
             }
             Service::History => {
-                history_svc::start(history_svc::Settings { kafka, http_addr }, shutdown).await
+                let settings = history_svc::Settings {
+                    kafka,
+                    telemetry,
+                    http_addr,
+                };
+                history_svc::start(settings, shutdown).await
             }
-            Service::Ads => ads_svc::start(ads_svc::Settings { kafka, http_addr }, shutdown).await,
+            Service::Ads => {
+                let settings = ads_svc::Settings {
+                    kafka,
+                    telemetry,
+                    http_addr,
+                };
+                ads_svc::start(settings, shutdown).await
+            }
             Service::Aggregator => {
-                aggregator::start(aggregator::Settings { kafka, http_addr }, shutdown).await
+                let settings = aggregator::Settings {
+                    kafka,
+                    telemetry,
+                    http_addr,
+                };
+                aggregator::start(settings, shutdown).await
             }
             Service::Gateway => {
                 gateway::start(
                     gateway::Settings {
                         kafka,
+                        telemetry,
                         http_addr: self.gateway_addr,
                         user_svc_public_key: self.unseal_key.seal_key(),
                         cookie_key: self.cookie_key.clone(),

@@ -12,25 +12,28 @@ pub mod replies;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{rejection::JsonRejection, DefaultBodyLimit, State},
+    extract::{rejection::JsonRejection, DefaultBodyLimit, Extension, MatchedPath, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
+use opentelemetry::{trace::TraceContextExt, Context, KeyValue};
 use serde::Deserialize;
 use storefront_runtime::{
     health,
     service::{self, PRODUCER_WARM},
-    topics, DeadLetters, EventProducer, KafkaSettings, Outbound, Readiness, RunningService,
-    TraceParent,
+    topics, trace, DeadLetters, EventProducer, KafkaSettings, Outbound, Readiness, RunningService,
+    Telemetry, TelemetrySettings,
 };
 use storefront_schemas::{
-    now_ms, LoginAttempt, PageCompleted, PageRequested, PageStatus, RequestContext, RequestId,
-    SessionId,
+    now_ms, LoginAttempt, Milestone, PageCompleted, PageRequested, PageStatus, RequestContext,
+    RequestId, SessionId,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use user_svc::SealKey;
 
 use crate::{
@@ -45,6 +48,8 @@ use crate::{
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
     /// Address the storefront is served on.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -90,6 +95,10 @@ struct Inner {
     readiness: Readiness,
 }
 
+/// The server span of one API request: the root of the request's trace.
+#[derive(Clone)]
+struct RequestTrace(Context);
+
 #[derive(Deserialize)]
 struct LoginRequest {
     username: String,
@@ -99,11 +108,14 @@ struct LoginRequest {
 /// The gateway's routes, separate from serving so tests can call it directly.
 pub fn router(state: AppState) -> Router {
     let limit = state.inner.settings.max_body_bytes;
-    Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
+    let api = Router::new()
         .route("/api/login", post(login))
         .route("/api/page", get(page))
         .route("/api/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(state.clone(), trace_request));
+    Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .merge(api)
         .with_state(state.clone())
         .merge(health::router(state.inner.readiness.clone()))
         .fallback(|| async { ApiError::NotFound })
@@ -113,8 +125,40 @@ pub fn router(state: AppState) -> Router {
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
+/// Opens the request's server span, lends it to the handler, and closes it
+/// with the response status.
+async fn trace_request(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
+    let cx = state
+        .telemetry()
+        .http_span(request.method().as_str(), &route);
+    request.extensions_mut().insert(RequestTrace(cx.clone()));
+    let response = next.run(request).await;
+    let status = response.status();
+    cx.span().set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    ));
+    trace::end(
+        &cx,
+        status
+            .is_server_error()
+            .then(|| status.to_string())
+            .as_deref(),
+    );
+    response
+}
+
 async fn login(
     State(state): State<AppState>,
+    Extension(RequestTrace(trace)): Extension<RequestTrace>,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) =
@@ -139,7 +183,9 @@ async fn login(
             .user_svc_public_key
             .seal(request.password.as_bytes()),
     };
-    let page = state.request_page(session, Some(login), false).await?;
+    let page = state
+        .request_page(session, Some(login), false, &trace)
+        .await?;
     match page.status {
         PageStatus::Complete | PageStatus::Partial => {
             let cookie = state.session_cookie(
@@ -157,10 +203,14 @@ async fn login(
     }
 }
 
-async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn page(
+    State(state): State<AppState>,
+    Extension(RequestTrace(trace)): Extension<RequestTrace>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let session =
         session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
-    let page = state.request_page(session, None, false).await?;
+    let page = state.request_page(session, None, false, &trace).await?;
     match page.status {
         PageStatus::Complete | PageStatus::Partial => {
             Ok(Json(PageResponse::from_completed(page)).into_response())
@@ -178,10 +228,17 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Result<Respo
 
 /// Closes the session in user-svc (so every copy of the cookie stops
 /// working) and forgets it in this browser, even if closing failed.
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn logout(
+    State(state): State<AppState>,
+    Extension(RequestTrace(trace)): Extension<RequestTrace>,
+    headers: HeaderMap,
+) -> Response {
     let clear = state.session_cookie("", 0);
     let closed = match session_from(&headers, &state.inner.settings.cookie_key) {
-        Some(session) => state.request_page(session, None, true).await.map(drop),
+        Some(session) => state
+            .request_page(session, None, true, &trace)
+            .await
+            .map(drop),
         None => Ok(()),
     };
     let mut response = match closed {
@@ -204,6 +261,10 @@ fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
 }
 
 impl AppState {
+    fn telemetry(&self) -> &Telemetry {
+        self.inner.producer.telemetry()
+    }
+
     fn session_cookie(&self, value: &str, max_age_secs: u64) -> HeaderValue {
         let secure = if self.inner.settings.cookie_secure {
             "; Secure"
@@ -217,18 +278,21 @@ impl AppState {
     }
 
     /// Sends `page.requested` with this gateway's return address and waits
-    /// for the aggregator's answer.
+    /// for the aggregator's answer. The page comes back with every
+    /// milestone of the request, also added to `trace` as span events.
     async fn request_page(
         &self,
         session: SessionId,
         login: Option<LoginAttempt>,
         logout: bool,
+        trace: &Context,
     ) -> Result<PageCompleted, ApiError> {
         let inner = &self.inner;
         if !inner.readiness.is_ready() {
             return Err(ApiError::NotReady);
         }
         if inner.waiting.len() >= inner.settings.max_waiting {
+            self.telemetry().metrics().shed.inc();
             return Err(ApiError::Overloaded);
         }
         let reply_partition = inner.owned.pick().ok_or(ApiError::NotReady)?;
@@ -242,12 +306,20 @@ impl AppState {
             reply_topic: inner.reply_topic.clone(),
             reply_partition,
         };
+        trace
+            .span()
+            .set_attribute(KeyValue::new("storefront.request_id", request_id.clone()));
+        let log = tracing::info_span!(
+            "request",
+            %request_id,
+            session_id = %context.session_id,
+            trace_id = %trace::trace_id(trace),
+        );
         let event = PageRequested {
             context,
             login,
             logout,
         };
-        let trace = TraceParent::new_root();
         let record = Outbound::event(
             &inner.page_requested,
             &event.context.session_id,
@@ -258,29 +330,71 @@ impl AppState {
         let reply = inner.waiting.register(&request_id);
         let give_up =
             Duration::from_millis(inner.settings.page_deadline_ms + inner.settings.reply_grace_ms);
+        let mut enqueued_at_ms = None;
         let answer = tokio::time::timeout(give_up, async {
             inner
                 .producer
                 .send(&record)
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
+            enqueued_at_ms = Some(now_ms());
             reply
                 .await
                 .map_err(|_| ApiError::Internal("reply channel closed".into()))
         })
+        .instrument(log.clone())
         .await;
         inner.waiting.forget(&request_id);
-        match answer {
-            Ok(Ok(page)) => {
-                tracing::info!(%request_id, trace_id = %trace.trace_id(), status = ?page.status, missing = ?page.missing, "answered");
+        let _entered = log.enter();
+        let outcome = match &answer {
+            Ok(Ok(page)) => status_name(page.status),
+            Ok(Err(_)) => "failed",
+            Err(_) => "timeout",
+        };
+        self.telemetry()
+            .metrics()
+            .page_latency
+            .with_label_values(&[outcome])
+            .observe((now_ms() - requested_at_ms).max(0) as f64 / 1000.0);
+        let gateway_milestone = |stage: &str, at_ms| Milestone {
+            stage: stage.into(),
+            service: "gateway".into(),
+            at_ms,
+        };
+        let mut milestones = vec![gateway_milestone("initiated", requested_at_ms)];
+        milestones.extend(enqueued_at_ms.map(|at| gateway_milestone("enqueued", at)));
+        let result = match answer {
+            Ok(Ok(mut page)) => {
+                milestones.append(&mut page.milestones);
+                milestones.push(gateway_milestone("delivered", now_ms()));
+                page.milestones = milestones.clone();
+                tracing::info!(status = ?page.status, missing = ?page.missing, "answered");
                 Ok(page)
             }
             Ok(Err(error)) => Err(error),
             Err(_) => {
-                tracing::warn!(%request_id, trace_id = %trace.trace_id(), "no page by the deadline");
+                tracing::warn!("no page by the deadline");
                 Err(ApiError::DeadlineExceeded)
             }
+        };
+        for milestone in milestones {
+            trace.span().add_event_with_timestamp(
+                milestone.stage,
+                std::time::UNIX_EPOCH + Duration::from_millis(milestone.at_ms.max(0) as u64),
+                vec![KeyValue::new("service", milestone.service)],
+            );
         }
+        result
+    }
+}
+
+/// How a page request ended, as a metric label.
+fn status_name(status: PageStatus) -> &'static str {
+    match status {
+        PageStatus::Complete => "complete",
+        PageStatus::Partial => "partial",
+        PageStatus::Rejected => "rejected",
+        PageStatus::Unavailable => "unavailable",
     }
 }
 
@@ -292,14 +406,20 @@ pub async fn start(
     topics::ensure_topics(&settings.kafka).await?;
     let topics = settings.kafka.topics();
     let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
-    let producer = EventProducer::new(&settings.kafka, "gateway")?;
+    let telemetry = Telemetry::new("gateway", &settings.telemetry)?;
+    let producer = EventProducer::new(&settings.kafka, &telemetry)?;
     let owned = OwnedPartitions::default();
     let waiting = Waiting::default();
-    let consumer = replies::subscribe(&settings.kafka, owned.clone(), readiness.clone())?;
+    let consumer = replies::subscribe(
+        &settings.kafka,
+        owned.clone(),
+        readiness.clone(),
+        telemetry.metrics().clone(),
+    )?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
-    let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone(), "gateway");
+    let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone());
     tasks.spawn(replies::deliver_replies(
         consumer,
         waiting.clone(),
@@ -309,11 +429,17 @@ pub async fn start(
 
     let http_addr = settings.http_addr;
     let state = AppState::new(settings, producer, owned, waiting, readiness.clone());
-    let http_addr =
-        service::serve_http(&mut tasks, http_addr, router(state), shutdown.clone()).await?;
+    let http_addr = service::serve_http(
+        &mut tasks,
+        http_addr,
+        router(state),
+        &telemetry,
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(service = "gateway", %http_addr, "started");
     Ok(RunningService::new(
-        "gateway", http_addr, readiness, shutdown, tasks,
+        telemetry, http_addr, readiness, shutdown, tasks,
     ))
 }
 
@@ -353,6 +479,7 @@ mod tests {
         let kafka = KafkaSettings::new("127.0.0.1:9");
         let settings = Settings {
             kafka: kafka.clone(),
+            telemetry: TelemetrySettings::default(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             user_svc_public_key: user_svc::UnsealKey::generate().seal_key(),
             cookie_key: CookieKey::generate(),
@@ -363,7 +490,7 @@ mod tests {
             session_ttl_secs: 60,
             cookie_secure: false,
         };
-        let producer = EventProducer::new(&kafka, "gateway-test").unwrap();
+        let producer = EventProducer::new(&kafka, &Telemetry::local("gateway-test")).unwrap();
         let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
         router(AppState::new(
             settings,

@@ -3,7 +3,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    storefront_runtime::telemetry::init("info");
+    storefront_runtime::logs::init("info");
     let settings = gateway::Settings::parse();
     let service = gateway::start(settings, Default::default())
         .await

@@ -9,6 +9,16 @@ pub struct PageResponse {
     pub status: &'static str,
     pub missing: Vec<String>,
     pub page: PageBody,
+    /// When the request was initiated, enqueued, picked up by each service,
+    /// completed and delivered.
+    pub milestones: Vec<MilestoneView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MilestoneView {
+    pub stage: String,
+    pub service: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +91,15 @@ impl PageResponse {
                     })
                     .collect(),
             },
+            milestones: page
+                .milestones
+                .into_iter()
+                .map(|m| MilestoneView {
+                    stage: m.stage,
+                    service: m.service,
+                    at_ms: m.at_ms,
+                })
+                .collect(),
         }
     }
 }

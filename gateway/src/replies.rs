@@ -16,10 +16,13 @@ use rdkafka::{
     statistics::Statistics,
     ClientContext,
 };
-use storefront_runtime::{processor, DeadLetters, KafkaSettings, Readiness};
+use storefront_runtime::{
+    metrics::Metrics, processor, trace, DeadLetters, KafkaSettings, Readiness, Telemetry,
+};
 use storefront_schemas::PageCompleted;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Readiness condition: this gateway owns at least one reply partition.
 pub const REPLY_PARTITIONS: &str = "reply partitions owned";
@@ -47,11 +50,13 @@ pub struct ReplyContext {
     owned: OwnedPartitions,
     topic: String,
     readiness: Readiness,
+    metrics: Metrics,
 }
 
 impl ClientContext for ReplyContext {
     fn stats(&self, statistics: Statistics) {
         self.on_statistics(&statistics);
+        self.metrics.record_consumer_lag(&statistics);
     }
 }
 
@@ -150,6 +155,7 @@ pub fn subscribe(
     settings: &KafkaSettings,
     owned: OwnedPartitions,
     readiness: Readiness,
+    metrics: Metrics,
 ) -> storefront_runtime::Result<StreamConsumer<ReplyContext>> {
     let topic = settings.topics().page_completed;
     let consumer: StreamConsumer<ReplyContext> = settings
@@ -164,6 +170,7 @@ pub fn subscribe(
             owned,
             topic: topic.clone(),
             readiness,
+            metrics,
         })
         .map_err(|source| storefront_runtime::Error::Kafka {
             action: "create the reply consumer",
@@ -178,7 +185,8 @@ pub fn subscribe(
     Ok(consumer)
 }
 
-/// Delivers replies to waiting requests until `shutdown`.
+/// Delivers replies to waiting requests until `shutdown`, each under a
+/// `process` span that continues the aggregator's trace.
 pub async fn deliver_replies(
     consumer: StreamConsumer<ReplyContext>,
     waiting: Waiting,
@@ -186,15 +194,27 @@ pub async fn deliver_replies(
     shutdown: CancellationToken,
 ) -> storefront_runtime::Result<()> {
     let consumer = Arc::new(consumer);
-    while let Some(record) = storefront_runtime::next_record(&consumer, &shutdown).await {
-        match record.decode::<PageCompleted>() {
-            Ok(page) => waiting.deliver(page),
+    let telemetry: Telemetry = dead_letters.telemetry().clone();
+    while let Some(mut record) = storefront_runtime::next_record(&consumer, &shutdown).await {
+        record.trace = telemetry.process_span(&record, storefront_schemas::now_ms());
+        let outcome = match record.decode::<PageCompleted>() {
+            Ok(page) => {
+                waiting.deliver(page);
+                None
+            }
             Err(error) => {
-                if let Err(error) = dead_letters.send(&record, &error.to_string()).await {
+                let reason = error.to_string();
+                let dead_lettered = dead_letters
+                    .send(&record, &reason)
+                    .instrument(processor::log_span(&record))
+                    .await;
+                if let Err(error) = dead_lettered {
                     tracing::error!(%error, "could not dead-letter a reply");
                 }
+                Some(reason)
             }
-        }
+        };
+        trace::end(&record.trace, outcome.as_deref());
     }
     processor::commit_and_close(consumer).await;
     Ok(())

@@ -10,7 +10,7 @@ use std::{
 use storefront_read_models::{authenticated_user, recent_purchases, PurchaseHistory};
 use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
-    RunningService, Topics,
+    RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::HistoryFetched;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,8 @@ pub const RECENT_PURCHASES: usize = 5;
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
@@ -58,7 +60,7 @@ impl RecordHandler for HistoryHandler {
         Ok(vec![Outbound::for_request(
             &self.topics.history_fetched,
             &event.context,
-            record.trace_child(),
+            &record.trace,
             &event,
         )])
     }
@@ -86,6 +88,7 @@ pub async fn start(
         apply_reference,
         handler: Arc::new(HistoryHandler { model, topics }),
         max_in_flight: 64,
+        telemetry: Telemetry::new("history-svc", &settings.telemetry)?,
     };
     Ok(service.start(&settings.kafka, shutdown).await?)
 }

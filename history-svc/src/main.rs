@@ -3,7 +3,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    storefront_runtime::telemetry::init("info");
+    storefront_runtime::logs::init("info");
     let settings = history_svc::Settings::parse();
     let service = history_svc::start(settings, Default::default())
         .await

@@ -21,12 +21,18 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(producer: EventProducer, topic: String, service: &'static str) -> Self {
+    /// Dead letters written to `topic` by `producer`'s service.
+    pub fn new(producer: EventProducer, topic: String) -> Self {
         Self {
+            service: producer.telemetry().service(),
             producer,
             topic,
-            service,
         }
+    }
+
+    /// The telemetry of the service writing these dead letters.
+    pub fn telemetry(&self) -> &crate::Telemetry {
+        self.producer.telemetry()
     }
 
     /// Sends `record` to the dead-letter topic with `reason`, and waits for the ack.
@@ -35,6 +41,12 @@ impl DeadLetters {
             topic = %record.topic, partition = record.partition, offset = record.offset,
             service = self.service, %reason, "dead-lettering a record"
         );
+        self.producer
+            .telemetry()
+            .metrics()
+            .dead_letters
+            .with_label_values(&[&record.topic])
+            .inc();
         let mut headers = OwnedHeaders::new();
         for (key, value) in &record.raw_headers {
             headers = headers.insert(Header {

@@ -19,6 +19,8 @@ pub enum Error {
     },
     #[error("a task of {0} panicked")]
     TaskPanicked(&'static str),
+    #[error("telemetry could not be set up: {0}")]
+    Telemetry(String),
     #[error("gave up waiting for {0}")]
     TimedOut(&'static str),
 }

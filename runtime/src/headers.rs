@@ -1,28 +1,30 @@
-//! The headers every request-path record carries. None holds a secret.
+//! The headers every request-path record carries besides its trace context
+//! (see [`crate::trace`]). None holds a secret.
 
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
-
-use crate::TraceParent;
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const REQUEST_ID: &str = "request-id";
 pub const EVENT_TYPE: &str = "event-type";
+/// When the service that wrote the record picked up the input that caused
+/// it (milliseconds since the epoch): the request's milestones.
+pub const PICKED_UP_AT: &str = "picked-up-at";
 
-/// `traceparent`, `request-id` and `event-type`, as read from or written to a record.
+/// `request-id`, `event-type` and `picked-up-at`, as read from or written to a record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventHeaders {
-    pub traceparent: Option<TraceParent>,
     pub request_id: Option<String>,
     pub event_type: Option<String>,
+    pub picked_up_at_ms: Option<i64>,
 }
 
 impl EventHeaders {
     /// Headers of a request-path event.
-    pub fn request(event_type: &str, request_id: &str, traceparent: TraceParent) -> Self {
+    pub fn request(event_type: &str, request_id: &str) -> Self {
         Self {
-            traceparent: Some(traceparent),
             request_id: Some(request_id.to_owned()),
             event_type: Some(event_type.to_owned()),
+            picked_up_at_ms: None,
         }
     }
 
@@ -42,35 +44,33 @@ impl EventHeaders {
                 continue;
             };
             match header.key {
-                TRACEPARENT => out.traceparent = TraceParent::parse(value),
                 REQUEST_ID => out.request_id = Some(value.to_owned()),
                 EVENT_TYPE => out.event_type = Some(value.to_owned()),
+                PICKED_UP_AT => out.picked_up_at_ms = value.parse().ok(),
                 _ => {}
             }
         }
         out
     }
 
-    pub(crate) fn to_owned_headers(&self) -> OwnedHeaders {
-        let mut headers = OwnedHeaders::new();
-        if let Some(tp) = &self.traceparent {
-            headers = headers.insert(Header {
-                key: TRACEPARENT,
-                value: Some(&tp.to_string()),
-            });
-        }
-        if let Some(id) = &self.request_id {
-            headers = headers.insert(Header {
-                key: REQUEST_ID,
-                value: Some(id),
-            });
-        }
-        if let Some(et) = &self.event_type {
-            headers = headers.insert(Header {
-                key: EVENT_TYPE,
-                value: Some(et),
-            });
-        }
-        headers
+    /// These headers, after the trace context ones in `trace`.
+    pub(crate) fn to_owned_headers(&self, trace: &[(String, String)]) -> OwnedHeaders {
+        let picked_up_at = self.picked_up_at_ms.map(|ms| ms.to_string());
+        let fields = [
+            (REQUEST_ID, self.request_id.as_deref()),
+            (EVENT_TYPE, self.event_type.as_deref()),
+            (PICKED_UP_AT, picked_up_at.as_deref()),
+        ];
+        trace
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .chain(fields)
+            .filter_map(|(key, value)| Some((key, value?)))
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            })
     }
 }

@@ -1,7 +1,10 @@
+//! Records as services see them: owned, decoded on demand, with their trace context.
+
+use opentelemetry::Context;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use storefront_schemas::{Contract, DecodeError};
 
-use crate::{EventHeaders, TraceParent};
+use crate::EventHeaders;
 
 /// A record taken off a topic, owned so it can cross tasks.
 #[derive(Debug, Clone)]
@@ -14,11 +17,16 @@ pub struct Inbound {
     pub headers: EventHeaders,
     /// Every header as sent, for dead-lettering the record unchanged.
     pub raw_headers: Vec<(String, Vec<u8>)>,
+    /// The record's timestamp (producer's create time), milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// The trace context: the producer's span as the record carried it,
+    /// then the span of the service handling it (what it causes is sent under this).
+    pub trace: Context,
 }
 
 impl Inbound {
     pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        let raw_headers = message
+        let raw_headers: Vec<(String, Vec<u8>)> = message
             .headers()
             .map(|h| {
                 h.iter()
@@ -27,6 +35,8 @@ impl Inbound {
             })
             .unwrap_or_default();
         Self {
+            trace: crate::trace::extract(&raw_headers),
+            timestamp_ms: message.timestamp().to_millis(),
             topic: message.topic().to_owned(),
             partition: message.partition(),
             offset: message.offset(),
@@ -40,15 +50,6 @@ impl Inbound {
     /// Decodes the payload as `T`; an absent payload is an error too.
     pub fn decode<T: Contract>(&self) -> Result<T, DecodeError> {
         storefront_schemas::decode(self.payload.as_deref().unwrap_or_default())
-    }
-
-    /// The trace to stamp on what this record causes: the same trace, a new
-    /// span; a new trace if the record carried none.
-    pub fn trace_child(&self) -> TraceParent {
-        self.headers
-            .traceparent
-            .map(|t| t.child())
-            .unwrap_or_else(TraceParent::new_root)
     }
 
     /// A header's value as text, as sent.

@@ -1,12 +1,14 @@
 //! The Kafka plumbing every storefront service shares: typed settings, topic
 //! names and creation, an idempotent producer that stamps the standard
 //! headers, an at-least-once consumer loop with dead-lettering, readers that
-//! fold reference topics into read models, health endpoints, telemetry and
-//! shutdown.
+//! fold reference topics into read models, health endpoints, traces,
+//! metrics and logs, and shutdown.
 
 pub mod dead_letter;
 pub mod headers;
 pub mod health;
+pub mod logs;
+pub mod metrics;
 pub mod offsets;
 pub mod processor;
 pub mod producer;
@@ -31,5 +33,5 @@ pub use producer::{EventProducer, Outbound};
 pub use reference::ReferenceReader;
 pub use service::RunningService;
 pub use settings::KafkaSettings;
+pub use telemetry::{Telemetry, TelemetrySettings};
 pub use topics::Topics;
-pub use trace::TraceParent;

@@ -8,12 +8,14 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     ClientContext,
 };
+use storefront_schemas::now_ms;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
-    dead_letter::DeadLetters, error::KafkaContext, offsets::OffsetTracker, EventProducer, Inbound,
-    KafkaSettings, Outbound, Readiness, Result,
+    dead_letter::DeadLetters, error::KafkaContext, metrics::Metrics, offsets::OffsetTracker, trace,
+    EventProducer, Inbound, KafkaSettings, Outbound, Readiness, Result,
 };
 
 /// Why a record could not be handled.
@@ -36,13 +38,19 @@ pub trait RecordHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Outbound>, HandlerError>> + Send;
 }
 
-/// Marks the readiness condition `partitions assigned` at the first assignment.
+/// Marks the readiness condition `partitions assigned` at the first
+/// assignment, and reports consumer lag.
 pub struct GroupContext {
     readiness: Readiness,
     service: &'static str,
+    metrics: Metrics,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics.record_consumer_lag(&statistics);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -72,13 +80,15 @@ impl ConsumerContext for GroupContext {
 /// The readiness condition a [`Processor`] meets once it owns partitions.
 pub const PARTITIONS_ASSIGNED: &str = "partitions assigned";
 
-/// Builds a group consumer with at-least-once settings.
+/// Builds a group consumer with at-least-once settings, named and measured
+/// for `telemetry`'s service.
 pub fn group_consumer(
     settings: &KafkaSettings,
-    service: &'static str,
+    telemetry: &crate::Telemetry,
     group: &str,
     readiness: Readiness,
 ) -> Result<StreamConsumer<GroupContext>> {
+    let service = telemetry.service();
     settings
         .client_config(service)
         .set("group.id", group)
@@ -87,7 +97,15 @@ pub fn group_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
-        .create_with_context(GroupContext { readiness, service })
+        .set(
+            "statistics.interval.ms",
+            crate::metrics::STATISTICS_INTERVAL_MS,
+        )
+        .create_with_context(GroupContext {
+            readiness,
+            service,
+            metrics: telemetry.metrics().clone(),
+        })
         .context("create a group consumer")
 }
 
@@ -112,17 +130,13 @@ impl Processor {
     ) -> Result<()> {
         let consumer = Arc::new(group_consumer(
             settings,
-            self.service,
+            producer.telemetry(),
             &settings.group(self.service),
             readiness,
         )?);
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribe")?;
-        let dead_letters = DeadLetters::new(
-            producer.clone(),
-            settings.topics().dead_letters,
-            self.service,
-        );
+        let dead_letters = DeadLetters::new(producer.clone(), settings.topics().dead_letters);
         let mut tracker = OffsetTracker::default();
         let mut tasks: JoinSet<(Inbound, bool)> = JoinSet::new();
         loop {
@@ -199,29 +213,86 @@ pub async fn commit_and_close<C: ConsumerContext + 'static>(consumer: Arc<Stream
     }
 }
 
+/// A span for the logs written while `record` is handled: they carry its
+/// request id, session id and trace id.
+pub fn log_span(record: &Inbound) -> tracing::Span {
+    tracing::info_span!(
+        "record",
+        request_id = record.headers.request_id.as_deref().unwrap_or_default(),
+        session_id = record.key_str().unwrap_or_default(),
+        trace_id = %trace::trace_id(&record.trace),
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+    )
+}
+
+/// Handles one record under its `process` span, retrying transient
+/// failures; `false` if it was given up at shutdown.
 async fn handle_record<H: RecordHandler>(
-    record: Inbound,
+    mut record: Inbound,
     handler: Arc<H>,
     producer: EventProducer,
     dead_letters: DeadLetters,
     shutdown: CancellationToken,
 ) -> (Inbound, bool) {
+    let telemetry = producer.telemetry().clone();
+    let picked_up_at = now_ms();
+    record.trace = telemetry.process_span(&record, picked_up_at);
+    let metrics = telemetry.metrics();
+    metrics.records_in_flight.inc();
+    let span = log_span(&record);
+    let (finished, error) = retry_until_handled(
+        &record,
+        picked_up_at,
+        &*handler,
+        &producer,
+        &dead_letters,
+        &shutdown,
+    )
+    .instrument(span)
+    .await;
+    metrics.records_in_flight.dec();
+    trace::end(&record.trace, error.as_deref());
+    (record, finished)
+}
+
+/// The handling loop: `(finished, why it failed if it did)`.
+async fn retry_until_handled<H: RecordHandler>(
+    record: &Inbound,
+    picked_up_at: i64,
+    handler: &H,
+    producer: &EventProducer,
+    dead_letters: &DeadLetters,
+    shutdown: &CancellationToken,
+) -> (bool, Option<String>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let failure = match handler.handle(record.clone()).await {
-            Ok(outputs) => match producer.send_all(&outputs).await {
-                Ok(()) => return (record, true),
-                Err(error) => error.to_string(),
-            },
-            Err(HandlerError::Invalid(reason)) => match dead_letters.send(&record, &reason).await {
-                Ok(()) => return (record, true),
+            Ok(mut outputs) => {
+                for output in &mut outputs {
+                    output.headers.picked_up_at_ms = Some(picked_up_at);
+                }
+                match producer.send_all(&outputs).await {
+                    Ok(()) => return (true, None),
+                    Err(error) => error.to_string(),
+                }
+            }
+            Err(HandlerError::Invalid(reason)) => match dead_letters.send(record, &reason).await {
+                Ok(()) => return (true, Some(reason)),
                 Err(error) => error.to_string(),
             },
             Err(HandlerError::Transient(reason)) => reason,
         };
-        tracing::warn!(topic = %record.topic, offset = record.offset, %failure, ?backoff, "retrying a record");
+        producer
+            .telemetry()
+            .metrics()
+            .retries
+            .with_label_values(&[&record.topic])
+            .inc();
+        tracing::warn!(%failure, ?backoff, "retrying a record");
         tokio::select! {
-            _ = shutdown.cancelled() => return (record, false),
+            _ = shutdown.cancelled() => return (false, Some(failure)),
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));

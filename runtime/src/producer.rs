@@ -12,7 +12,9 @@ use rdkafka::{
 use storefront_schemas::Contract;
 use tokio::sync::watch;
 
-use crate::{error::KafkaContext, Error, EventHeaders, KafkaSettings, Result, TraceParent};
+use opentelemetry::{trace::TraceContextExt, Context, KeyValue};
+
+use crate::{error::KafkaContext, trace, Error, EventHeaders, KafkaSettings, Result, Telemetry};
 
 /// A record to produce.
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct Outbound {
     /// Set only for replies, which go to the partition the requester named.
     pub partition: Option<i32>,
     pub headers: EventHeaders,
+    /// The span this record is sent under; its `send` span becomes the
+    /// record's `traceparent`. Empty for reference records.
+    pub trace: Context,
     pub payload: Vec<u8>,
 }
 
@@ -31,14 +36,15 @@ impl Outbound {
         topic: &str,
         session_id: &str,
         request_id: &str,
-        trace: TraceParent,
+        trace: &Context,
         event: &T,
     ) -> Self {
         Self {
             topic: topic.to_owned(),
             key: session_id.to_owned(),
             partition: None,
-            headers: EventHeaders::request(T::EVENT_TYPE, request_id, trace),
+            headers: EventHeaders::request(T::EVENT_TYPE, request_id),
+            trace: trace.clone(),
             payload: storefront_schemas::encode(event),
         }
     }
@@ -48,7 +54,7 @@ impl Outbound {
     pub fn for_request<T: Contract>(
         topic: &str,
         context: &storefront_schemas::RequestContext,
-        trace: TraceParent,
+        trace: &Context,
         event: &T,
     ) -> Self {
         Self::event(
@@ -67,6 +73,7 @@ impl Outbound {
             key: key.to_owned(),
             partition: None,
             headers: EventHeaders::reference(T::EVENT_TYPE),
+            trace: Context::new(),
             payload: storefront_schemas::encode(record),
         }
     }
@@ -100,13 +107,15 @@ impl ClientContext for ProducerContext {
 pub struct EventProducer {
     inner: FutureProducer<ProducerContext>,
     producer_id_assigned: watch::Receiver<bool>,
+    telemetry: Telemetry,
 }
 
 impl EventProducer {
-    pub fn new(settings: &KafkaSettings, client_id: &str) -> Result<Self> {
+    /// A producer named for `telemetry`'s service, tracing what it sends.
+    pub fn new(settings: &KafkaSettings, telemetry: &Telemetry) -> Result<Self> {
         let (tx, rx) = watch::channel(false);
         let inner = settings
-            .client_config(client_id)
+            .client_config(telemetry.service())
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
@@ -120,7 +129,13 @@ impl EventProducer {
         Ok(Self {
             inner,
             producer_id_assigned: rx,
+            telemetry: telemetry.clone(),
         })
+    }
+
+    /// The telemetry of the service this producer writes for.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The underlying rdkafka producer, for records outside the event contracts.
@@ -141,8 +156,8 @@ impl EventProducer {
 
     /// Produces one record and waits for `acks=all`; returns (partition, offset).
     pub async fn send(&self, record: &Outbound) -> Result<(i32, i64)> {
-        let future = self.enqueue(record).await?;
-        Self::acknowledged(future).await
+        let pending = self.enqueue(record).await?;
+        Self::acknowledged(pending).await
     }
 
     /// Produces several records at once and waits until all are acknowledged.
@@ -151,8 +166,8 @@ impl EventProducer {
         for record in records {
             pending.push(self.enqueue(record).await?);
         }
-        for future in pending {
-            Self::acknowledged(future).await?;
+        for queued in pending {
+            Self::acknowledged(queued).await?;
         }
         Ok(())
     }
@@ -166,8 +181,14 @@ impl EventProducer {
             .context("flush the producer")
     }
 
-    async fn enqueue(&self, record: &Outbound) -> Result<DeliveryFuture> {
-        let headers = record.headers.to_owned_headers();
+    /// Queues a record under its own `send` span (if it belongs to a trace).
+    async fn enqueue(&self, record: &Outbound) -> Result<Pending> {
+        let span = record.trace.has_active_span().then(|| {
+            self.telemetry
+                .send_span(&record.trace, &record.topic, record.partition)
+        });
+        let trace_headers = span.as_ref().map(trace::inject).unwrap_or_default();
+        let headers = record.headers.to_owned_headers(&trace_headers);
         loop {
             let mut future_record = FutureRecord::to(&record.topic)
                 .key(record.key.as_bytes())
@@ -177,31 +198,50 @@ impl EventProducer {
                 future_record = future_record.partition(partition);
             }
             match self.inner.send_result(future_record) {
-                Ok(future) => return Ok(future),
+                Ok(delivery) => return Ok(Pending { delivery, span }),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((source, _)) => {
+                    if let Some(span) = &span {
+                        trace::end(span, Some(&source.to_string()));
+                    }
                     return Err(Error::Kafka {
                         action: "enqueue a record",
                         source,
-                    })
+                    });
                 }
             }
         }
     }
 
-    async fn acknowledged(future: DeliveryFuture) -> Result<(i32, i64)> {
-        match future.await {
+    async fn acknowledged(pending: Pending) -> Result<(i32, i64)> {
+        let outcome = match pending.delivery.await {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-            Ok(Err((source, _))) => Err(Error::Kafka {
-                action: "deliver a record",
-                source,
-            }),
-            Err(_) => Err(Error::Kafka {
-                action: "deliver a record",
-                source: KafkaError::Canceled,
-            }),
+            Ok(Err((source, _))) => Err(source),
+            Err(_) => Err(KafkaError::Canceled),
+        };
+        if let Some(span) = &pending.span {
+            if let Ok((partition, offset)) = outcome {
+                span.span().set_attributes([
+                    KeyValue::new("messaging.destination.partition.id", partition.to_string()),
+                    KeyValue::new("messaging.kafka.offset", offset),
+                ]);
+            }
+            trace::end(
+                span,
+                outcome.as_ref().err().map(ToString::to_string).as_deref(),
+            );
         }
+        outcome.map_err(|source| Error::Kafka {
+            action: "deliver a record",
+            source,
+        })
     }
+}
+
+/// A queued record and its open `send` span.
+struct Pending {
+    delivery: DeliveryFuture,
+    span: Option<Context>,
 }

@@ -16,8 +16,11 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    dead_letter::DeadLetters, error::KafkaContext, topics::partition_counts, Error, Inbound,
-    KafkaSettings, Readiness, Result,
+    dead_letter::DeadLetters,
+    error::KafkaContext,
+    metrics::{LagReporter, STATISTICS_INTERVAL_MS},
+    topics::partition_counts,
+    Error, Inbound, KafkaSettings, Readiness, Result,
 };
 
 /// The readiness condition a [`ReferenceReader`] meets once it has read
@@ -41,8 +44,9 @@ impl ReferenceReader {
         readiness: Readiness,
         shutdown: CancellationToken,
     ) -> Result<()> {
+        let metrics = dead_letters.telemetry().metrics().clone();
         let started = Instant::now();
-        let consumer: Arc<StreamConsumer> = Arc::new(
+        let consumer: Arc<StreamConsumer<LagReporter>> = Arc::new(
             settings
                 .client_config(self.service)
                 // Manual assignment: no group is joined and nothing is committed.
@@ -61,7 +65,8 @@ impl ReferenceReader {
                 .set("fetch.wait.max.ms", "500")
                 .set("fetch.max.bytes", "52428800")
                 .set("max.partition.fetch.bytes", "10485760")
-                .create()
+                .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+                .create_with_context(LagReporter(metrics))
                 .context("create a reference reader")?,
         );
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();

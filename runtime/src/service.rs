@@ -5,29 +5,31 @@ use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Readiness, Result};
+use crate::{Readiness, Result, Telemetry};
 
 /// A started service. Dropping it does not stop it; call [`Self::stop`].
 pub struct RunningService {
     pub name: &'static str,
     pub http_addr: SocketAddr,
     pub readiness: Readiness,
+    pub telemetry: Telemetry,
     shutdown: CancellationToken,
     tasks: JoinSet<Result<()>>,
 }
 
 impl RunningService {
     pub fn new(
-        name: &'static str,
+        telemetry: Telemetry,
         http_addr: SocketAddr,
         readiness: Readiness,
         shutdown: CancellationToken,
         tasks: JoinSet<Result<()>>,
     ) -> Self {
         Self {
-            name,
+            name: telemetry.service(),
             http_addr,
             readiness,
+            telemetry,
             shutdown,
             tasks,
         }
@@ -84,6 +86,7 @@ impl RunningService {
             );
             self.tasks.shutdown().await;
         }
+        self.telemetry.flush().await;
         tracing::info!(service = self.name, "stopped");
     }
 }
@@ -98,6 +101,7 @@ pub struct StreamService<H, A> {
     pub apply_reference: A,
     pub handler: std::sync::Arc<H>,
     pub max_in_flight: usize,
+    pub telemetry: Telemetry,
 }
 
 /// Readiness condition met once the idempotent producer has its id.
@@ -110,14 +114,25 @@ pub async fn warm_up(producer: crate::EventProducer, readiness: Readiness) -> Re
     Ok(())
 }
 
-/// Serves `router` on `addr` (port 0 picks one) as one of `tasks` until
-/// `shutdown`; returns the bound address.
+/// Serves `router` and `/metrics` on `addr` (port 0 picks one) as one of
+/// `tasks` until `shutdown`, measuring every route; returns the bound address.
 pub async fn serve_http(
     tasks: &mut JoinSet<Result<()>>,
     addr: SocketAddr,
     router: axum::Router,
+    telemetry: &Telemetry,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr> {
+    let metrics = telemetry.metrics().clone();
+    let router = router
+        .route(
+            "/metrics",
+            axum::routing::get(crate::metrics::serve).with_state(metrics.clone()),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_http,
+        ));
     let bind_error = |source| crate::Error::Bind { addr, source };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -154,9 +169,9 @@ where
             crate::processor::PARTITIONS_ASSIGNED,
             crate::reference::REFERENCE_LOADED,
         ]);
-        let producer = crate::EventProducer::new(settings, self.name)?;
+        let producer = crate::EventProducer::new(settings, &self.telemetry)?;
         let dead_letters =
-            crate::DeadLetters::new(producer.clone(), settings.topics().dead_letters, self.name);
+            crate::DeadLetters::new(producer.clone(), settings.topics().dead_letters);
         let mut tasks = JoinSet::new();
 
         tasks.spawn(warm_up(producer.clone(), readiness.clone()));
@@ -192,10 +207,21 @@ where
         });
 
         let router = crate::health::router(readiness.clone());
-        let http_addr = serve_http(&mut tasks, self.http_addr, router, shutdown.clone()).await?;
+        let http_addr = serve_http(
+            &mut tasks,
+            self.http_addr,
+            router,
+            &self.telemetry,
+            shutdown.clone(),
+        )
+        .await?;
         tracing::info!(service = self.name, %http_addr, "started");
         Ok(RunningService::new(
-            self.name, http_addr, readiness, shutdown, tasks,
+            self.telemetry,
+            http_addr,
+            readiness,
+            shutdown,
+            tasks,
         ))
     }
 }

@@ -118,4 +118,17 @@ pub struct PageCompleted {
     pub user: Option<UserProfile>,
     pub recent_purchases: Vec<Purchase>,
     pub ads: Vec<Ad>,
+    /// Added with a default, so the schema stays compatible with its first version.
+    #[serde(default)]
+    pub milestones: Vec<Milestone>,
+}
+
+/// One step of a request through the services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename = "milestone")]
+pub struct Milestone {
+    /// `picked_up` or `completed`.
+    pub stage: String,
+    pub service: String,
+    pub at_ms: i64,
 }

@@ -135,8 +135,13 @@ proptest! {
         user in proptest::option::of(user()),
         recent_purchases in proptest::collection::vec(purchase(), 0..4),
         ads in proptest::collection::vec(ad(), 0..4),
+        milestones in proptest::collection::vec((text(), text(), any::<i64>()), 0..6),
     ) {
-        assert_round_trip(PageCompleted { context, status, missing, rejection, user, recent_purchases, ads });
+        let milestones = milestones
+            .into_iter()
+            .map(|(stage, service, at_ms)| Milestone { stage, service, at_ms })
+            .collect();
+        assert_round_trip(PageCompleted { context, status, missing, rejection, user, recent_purchases, ads, milestones });
     }
 
     #[test]

@@ -355,12 +355,17 @@ async fn no_topic_holds_the_demo_password_after_a_login() {
 async fn an_undecodable_record_goes_to_dead_letters_and_the_flow_goes_on() {
     let stack = shared();
     let topics = stack.kafka().topics();
-    let producer = storefront_runtime::EventProducer::new(stack.kafka(), "e2e-garbage").unwrap();
+    let producer = storefront_runtime::EventProducer::new(
+        stack.kafka(),
+        &storefront_runtime::Telemetry::local("e2e-garbage"),
+    )
+    .unwrap();
     let garbage = storefront_runtime::Outbound {
         topic: topics.page_requested.clone(),
         key: SessionId::new().to_string(),
         partition: None,
         headers: Default::default(),
+        trace: Default::default(),
         payload: b"\xc3\x01 definitely not avro".to_vec(),
     };
     let (partition, offset) = producer.send(&garbage).await.unwrap();
@@ -517,11 +522,15 @@ async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
         login: None,
         logout: false,
     };
-    let producer = storefront_runtime::EventProducer::new(stack.kafka(), "e2e-hijack").unwrap();
+    let producer = storefront_runtime::EventProducer::new(
+        stack.kafka(),
+        &storefront_runtime::Telemetry::local("e2e-hijack"),
+    )
+    .unwrap();
     let record = storefront_runtime::Outbound::for_request(
         &topics.page_requested,
         &hijack.context,
-        storefront_runtime::TraceParent::new_root(),
+        &Default::default(),
         &hijack,
     );
     producer.send(&record).await.unwrap();

@@ -14,7 +14,7 @@ use std::{
 
 use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
-    RunningService, Topics,
+    RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
     now_ms, Credential, Customer, PageRequested, RequestId, Resolution, Session, SessionId,
@@ -38,6 +38,8 @@ pub mod rejection {
 pub struct Settings {
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
@@ -154,7 +156,6 @@ impl RecordHandler for Authenticator {
             tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
             return Ok(vec![]);
         }
-        let trace = record.trace_child();
         let mut outputs = Vec::new();
         let verdict = match &request.login {
             Some(login) => {
@@ -208,7 +209,7 @@ impl RecordHandler for Authenticator {
         outputs.push(Outbound::for_request(
             &self.topics.user_resolved,
             &event.context,
-            trace,
+            &record.trace,
             &event,
         ));
         Ok(outputs)
@@ -262,6 +263,7 @@ pub async fn start(
         apply_reference,
         handler: Arc::new(handler),
         max_in_flight: 64,
+        telemetry: Telemetry::new("user-svc", &settings.telemetry)?,
     };
     Ok(service.start(&settings.kafka, shutdown).await?)
 }
