@@ -2,8 +2,9 @@
 # Installs what building, running and testing the storefront needs on a
 # Debian machine that has only the Rust toolchain: a few Debian packages, the
 # embedded broker (nisshi, built once into the cache, ~20 minutes on two
-# cores), and for the tests a Python venv with fastavro (the outside Avro
-# implementation our fingerprints are checked against).
+# cores), and for the tests a Python venv with the outside implementations
+# the tests check against: fastavro (Avro fingerprints), oteltest (a real
+# OTLP receiver) and prometheus_client (the exposition-format parser).
 #
 #   scripts/prepare.sh          what `scripts/up` needs
 #   scripts/prepare.sh --test   that, plus what the tests need
@@ -20,7 +21,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # 1. Debian packages: a C toolchain for the bundled librdkafka and argon2,
 #    zlib, and Python for the fastavro check.
 packages=(gcc g++ make pkg-config zlib1g-dev)
-if $want_test && ! "$cache/venv/bin/python3" -c 'import fastavro' 2>/dev/null \
+python_checks='import fastavro, oteltest.sink, prometheus_client.parser'
+if $want_test && ! "$cache/venv/bin/python3" -c "$python_checks" 2>/dev/null \
     && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     packages+=(python3 python3-venv)
 fi
@@ -45,12 +47,13 @@ if [[ ! -x "${STOREFRONT_NISSHI_BIN:-$cache/nisshi/bin/nisshi}" ]]; then
     cargo run --quiet --locked "${profile[@]}" -p storefront -- install-broker
 fi
 
-# 3. fastavro for the tests.
+# 3. The Python side of the tests.
 if $want_test; then
     venv="$cache/venv"
-    if ! "$venv/bin/python3" -c 'import fastavro' 2>/dev/null; then
-        step "Creating $venv with fastavro"
+    if ! "$venv/bin/python3" -c "$python_checks" 2>/dev/null; then
+        step "Creating $venv with fastavro, oteltest and prometheus_client"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check fastavro
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            fastavro==1.13.1 oteltest==0.49.0 prometheus_client==0.26.0
     fi
 fi

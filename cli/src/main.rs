@@ -47,6 +47,10 @@ struct UpArgs {
     /// Address of the storefront (the gateway).
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Health and metrics address of user-svc; history-svc, ads-svc and the
+    /// aggregator take the next three ports (0: free ports).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    services_addr: SocketAddr,
     /// Port of the embedded broker.
     #[arg(long, default_value_t = 9092)]
     broker_port: u16,
@@ -136,6 +140,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (unseal_key, cookie_key) = keys::load_or_create(&args.data_dir.join("keys.env"))?;
     let config = StackConfig {
         gateway_addr: args.http_addr,
+        service_addr: args.services_addr,
         page_deadline_ms: args.page_deadline_ms,
         unseal_key,
         cookie_key,

@@ -34,7 +34,9 @@ pub struct StackConfig {
     pub kafka: KafkaSettings,
     /// The gateway's address (port 0 picks a free one).
     pub gateway_addr: SocketAddr,
-    /// Health endpoints of the other services.
+    /// Health and metrics endpoints of the other services: user-svc on this
+    /// port, history-svc, ads-svc and the aggregator on the next three (the
+    /// ports their binaries default to); port 0 picks free ones.
     pub service_addr: SocketAddr,
     pub unseal_key: UnsealKey,
     pub cookie_key: CookieKey,
@@ -67,7 +69,7 @@ impl StackConfig {
     ) -> anyhow::Result<RunningService> {
         let kafka = self.kafka.clone();
         let telemetry = self.telemetry.clone();
-        let http_addr = self.service_addr;
+        let http_addr = self.service_http_addr(service);
         match service {
             Service::User => {
                 user_svc::start(
@@ -127,6 +129,25 @@ impl StackConfig {
             }
         }
     }
+
+    fn service_http_addr(&self, service: Service) -> SocketAddr {
+        let mut addr = self.service_addr;
+        if addr.port() != 0 {
+            let offset = Self::SERVICE_PORT_ORDER
+                .iter()
+                .position(|s| *s == service)
+                .unwrap_or_default();
+            addr.set_port(addr.port() + offset as u16);
+        }
+        addr
+    }
+
+    const SERVICE_PORT_ORDER: [Service; 4] = [
+        Service::User,
+        Service::History,
+        Service::Ads,
+        Service::Aggregator,
+    ];
 
     /// Starts `services` and waits until all are ready.
     pub async fn start_all(

@@ -3,7 +3,7 @@
 //! while a request or record is handled carry its `request_id`,
 //! `session_id` and `trace_id` from the enclosing span.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{fmt, fmt::MakeWriter, EnvFilter};
 
 /// The log formats a service can write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +25,18 @@ impl LogFormat {
     }
 }
 
-/// A subscriber that logs at `RUST_LOG`, else `default_filter`, to stderr.
-pub fn subscriber(
+/// A subscriber that logs at `RUST_LOG`, else `default_filter`, to `writer`.
+pub fn subscriber<W>(
     default_filter: &str,
     format: LogFormat,
-) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => Box::new(
             builder
@@ -54,5 +58,5 @@ pub fn subscriber(
 /// Installs the subscriber as the global default; later calls do nothing.
 pub fn init(default_filter: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
-    let _ = subscriber(default_filter, LogFormat::from_env()).try_init();
+    let _ = subscriber(default_filter, LogFormat::from_env(), std::io::stderr).try_init();
 }

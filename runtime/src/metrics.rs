@@ -165,13 +165,22 @@ impl Metrics {
                     continue;
                 }
                 let label = partition.partition.to_string();
-                if partition.desired && partition.consumer_lag >= 0 {
-                    self.consumer_lag
-                        .with_label_values(&[topic, &label])
-                        .set(partition.consumer_lag);
-                } else if !partition.desired {
+                if !partition.desired {
                     let _ = self.consumer_lag.remove_label_values(&[topic, &label]);
+                    continue;
                 }
+                // Behind the committed offset; readers that never commit
+                // (reference data) are measured from what they consumed.
+                let lag = if partition.consumer_lag >= 0 {
+                    partition.consumer_lag
+                } else if partition.app_offset >= 0 && partition.hi_offset >= 0 {
+                    partition.hi_offset - partition.app_offset
+                } else {
+                    continue;
+                };
+                self.consumer_lag
+                    .with_label_values(&[topic, &label])
+                    .set(lag);
             }
         }
     }

@@ -7,7 +7,7 @@
 //! Needs a Python with fastavro: `STOREFRONT_PYTHON`, else the venv that
 //! `scripts/prepare.sh` makes, else `python3`.
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use storefront_schemas::*;
 
@@ -46,21 +46,10 @@ for line in sys.stdin:
     print(name, header.hex(), decoded, sep="\t")
 "#;
 
-fn python() -> PathBuf {
-    if let Ok(path) = std::env::var("STOREFRONT_PYTHON") {
-        return path.into();
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_default();
-    let venv = cache.join("storefront/venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
+#[path = "../../tests/src/python.rs"]
+#[allow(unreachable_pub)]
+mod python;
+use python::python;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

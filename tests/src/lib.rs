@@ -2,6 +2,9 @@
 //! topic namespace per test stack, the five services started in-process on
 //! free ports, and helpers to call the gateway and read topics back.
 
+pub mod python;
+pub mod telemetry;
+
 use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
 use rdkafka::{
@@ -51,15 +54,24 @@ pub struct TestStack {
 impl TestStack {
     /// Seeds a small data set into a fresh namespace and starts `services`.
     pub async fn start(services: &[Service], page_deadline_ms: u64) -> TestStack {
+        Self::start_with(services, |config| {
+            config.page_deadline_ms = page_deadline_ms
+        })
+        .await
+    }
+
+    /// Like [`Self::start`], with the stack's configuration changed by `configure` first.
+    pub async fn start_with(
+        services: &[Service],
+        configure: impl FnOnce(&mut StackConfig),
+    ) -> TestStack {
         let kafka = fresh_namespace();
         let seed_config = SeedConfig::small();
         seed::seed(&kafka, &seed_config)
             .await
             .expect("seeding works");
-        let config = StackConfig {
-            page_deadline_ms,
-            ..StackConfig::new(kafka)
-        };
+        let mut config = StackConfig::new(kafka);
+        configure(&mut config);
         let stack = config
             .start_all(services, Duration::from_secs(60))
             .await
