@@ -70,6 +70,9 @@ pub enum Added {
     Emit(Box<ReadyPage>),
     /// The page was already emitted: the part changes nothing.
     Late(Source),
+    /// The request's deadline passed longer ago than answers are
+    /// remembered: whether it was answered is unknown, so it is dropped.
+    Expired(Source),
 }
 
 /// Pending joins by request id, their deadlines, and the pages already out.
@@ -81,8 +84,10 @@ pub struct Joins {
     emitted_order: VecDeque<(i64, String)>,
 }
 
-/// How long an emitted request id is remembered, to drop late and redelivered parts.
-const REMEMBER_EMITTED_MS: i64 = 10 * 60 * 1000;
+/// How long an emitted request id is remembered, to drop late and
+/// redelivered parts; also how far back a restarted aggregator reads
+/// `page.completed` to learn what it already answered.
+pub const REMEMBER_EMITTED_MS: i64 = 10 * 60 * 1000;
 
 impl Joins {
     /// Adds one part of a request at time `now_ms`.
@@ -96,6 +101,11 @@ impl Joins {
     ) -> Added {
         if self.emitted.contains_key(&context.request_id) {
             return Added::Late(source);
+        }
+        if context.deadline_ms + REMEMBER_EMITTED_MS < now_ms
+            && !self.pending.contains_key(&context.request_id)
+        {
+            return Added::Expired(source);
         }
         let request_id = context.request_id.clone();
         let pending = self.pending.entry(request_id.clone()).or_insert_with(|| {
@@ -173,6 +183,38 @@ impl Joins {
         self.emitted.len()
     }
 
+    /// Records that `request_id` was answered at `at_ms` (as read back from
+    /// `page.completed` after a restart or a rebalance). A join already
+    /// rebuilt for it is dropped; its parts are returned to be committed.
+    pub fn mark_emitted(&mut self, request_id: &str, at_ms: i64) -> Vec<Source> {
+        if self.emitted.contains_key(request_id) {
+            return Vec::new();
+        }
+        let sources = match self.pending.remove(request_id) {
+            Some(p) => {
+                self.deadlines
+                    .remove(&(p.context.deadline_ms, request_id.to_owned()));
+                p.sources
+            }
+            None => Vec::new(),
+        };
+        self.remember(request_id, at_ms);
+        sources
+    }
+
+    fn remember(&mut self, request_id: &str, at_ms: i64) {
+        self.emitted.insert(request_id.to_owned(), at_ms);
+        self.emitted_order.push_back((at_ms, request_id.to_owned()));
+        while self
+            .emitted_order
+            .front()
+            .is_some_and(|(at, _)| at + REMEMBER_EMITTED_MS <= at_ms)
+        {
+            let (_, old) = self.emitted_order.pop_front().expect("checked");
+            self.emitted.remove(&old);
+        }
+    }
+
     /// Joins still waiting.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -185,17 +227,7 @@ impl Joins {
             .expect("finish is called for pending joins");
         self.deadlines
             .remove(&(p.context.deadline_ms, request_id.to_owned()));
-        self.emitted.insert(request_id.to_owned(), now_ms);
-        self.emitted_order
-            .push_back((now_ms, request_id.to_owned()));
-        while self
-            .emitted_order
-            .front()
-            .is_some_and(|(at, _)| at + REMEMBER_EMITTED_MS <= now_ms)
-        {
-            let (_, old) = self.emitted_order.pop_front().expect("checked");
-            self.emitted.remove(&old);
-        }
+        self.remember(request_id, now_ms);
         let mut missing = Vec::new();
         let (status, rejection, user) = match p.user {
             Some((Resolution::Rejected, rejection, _)) => (PageStatus::Rejected, rejection, None),
@@ -506,5 +538,42 @@ mod tests {
                 ("completed", "aggregator", 30),
             ]
         );
+    }
+
+    #[test]
+    fn a_request_answered_before_a_restart_is_not_answered_again() {
+        let mut joins = Joins::default();
+        joins.add(context("r", 250), user(), Arrival::default(), source(1), 10);
+        assert_eq!(joins.mark_emitted("r", 20), vec![source(1)]);
+        assert_eq!(joins.pending(), 0);
+        assert_eq!(joins.next_deadline(), None);
+        assert!(matches!(
+            joins.add(
+                context("r", 250),
+                Part::Ads(vec![]),
+                Arrival::default(),
+                source(2),
+                30
+            ),
+            Added::Late(_)
+        ));
+        assert!(joins.expire(1_000).is_empty());
+    }
+
+    #[test]
+    fn a_request_older_than_the_memory_of_answers_is_dropped_as_expired() {
+        let mut joins = Joins::default();
+        let now = 250 + REMEMBER_EMITTED_MS + 1;
+        assert!(matches!(
+            joins.add(
+                context("r", 250),
+                user(),
+                Arrival::default(),
+                source(1),
+                now
+            ),
+            Added::Expired(_)
+        ));
+        assert_eq!(joins.pending(), 0);
     }
 }

@@ -3,7 +3,10 @@
 //! into one `page.completed`, written to the reply partition the gateway
 //! named. Complete when all parts are in, rejected at once when
 //! authentication failed, partial at the request's wall-clock deadline on
-//! its own timer. Input offsets are committed only once their page is out.
+//! its own timer. Input offsets are committed only once their page is out,
+//! so after a crash the uncommitted inputs come back and rebuild the joins
+//! that were pending; what was already answered is read back from
+//! `page.completed` at every assignment, so no request is answered twice.
 
 pub mod join;
 
@@ -17,6 +20,7 @@ use storefront_runtime::{
     processor,
     processor::GroupContext,
     service::{self, PRODUCER_WARM},
+    snapshot::{self, Since},
     topics, trace, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness,
     RunningService, Telemetry, TelemetrySettings, Topics,
 };
@@ -81,6 +85,8 @@ pub async fn start(
         reply_partitions,
         joins: Joins::default(),
         tracker: OffsetTracker::default(),
+        settings: settings.kafka.clone(),
+        loaded_generation: 0,
     };
     tasks.spawn(aggregator.run(consumer, shutdown.clone()));
     let router = health::router(readiness.clone());
@@ -106,7 +112,14 @@ struct Aggregator {
     reply_partitions: i32,
     joins: Joins,
     tracker: OffsetTracker,
+    settings: KafkaSettings,
+    /// The assignment whose answered requests were last read back.
+    loaded_generation: u64,
 }
+
+/// The longest budget a request may give itself: a join never stays open
+/// longer than this, so pending state is bounded in time.
+const MAX_PAGE_BUDGET_MS: i64 = 60_000;
 
 type Sent = Vec<Source>;
 
@@ -142,6 +155,9 @@ impl Aggregator {
                     Ok(message) => {
                         let record = Inbound::from_message(&message);
                         drop(message);
+                        if consumer.context().assignment_generation() != self.loaded_generation {
+                            self.load_answered(&consumer).await?;
+                        }
                         self.tracker.begin(&record.topic, record.partition, record.offset);
                         let span = self.telemetry.process_span(&record, now_ms());
                         let outcome = self.accept(&record);
@@ -153,6 +169,11 @@ impl Aggregator {
                                 sending.spawn(send_page(self.producer.clone(), *ready, shutdown.clone()));
                             }
                             Ok(Added::Late(source)) => self.done(&consumer, &source),
+                            Ok(Added::Expired(source)) => {
+                                self.telemetry.metrics().stale_requests.inc();
+                                tracing::info!(topic = %record.topic, offset = record.offset, "dropped a part of a long-expired request");
+                                self.done(&consumer, &source);
+                            }
                             Err(reason) => {
                                 let dead_lettered = self.dead_letters.send(&record, &reason)
                                     .instrument(processor::log_span(&record))
@@ -244,6 +265,12 @@ impl Aggregator {
                 context.reply_topic, t.page_completed
             ));
         }
+        let budget = context.deadline_ms - context.requested_at_ms;
+        if !(0..=MAX_PAGE_BUDGET_MS).contains(&budget) {
+            return Err(format!(
+                "deadline {budget} ms after the request is outside 0..={MAX_PAGE_BUDGET_MS}"
+            ));
+        }
         if !(0..self.reply_partitions).contains(&context.reply_partition) {
             return Err(format!(
                 "reply partition {} does not exist",
@@ -253,6 +280,45 @@ impl Aggregator {
         Ok(self
             .joins
             .add(context, part, arrival, source_of(record), now))
+    }
+
+    /// Reads back what was answered lately (by this instance before a
+    /// restart, or by the one that had these partitions before), so that
+    /// redelivered parts of those requests are not answered again.
+    async fn load_answered(
+        &mut self,
+        consumer: &StreamConsumer<GroupContext>,
+    ) -> storefront_runtime::Result<()> {
+        let generation = consumer.context().assignment_generation();
+        let (settings, topic) = (self.settings.clone(), self.topics.page_completed.clone());
+        let since = Since::Timestamp(now_ms() - join::REMEMBER_EMITTED_MS);
+        let answered = tokio::task::spawn_blocking(move || {
+            let mut answered = Vec::new();
+            snapshot::read_topic(
+                &settings,
+                SERVICE,
+                &topic,
+                since,
+                Duration::from_secs(60),
+                |record| {
+                    if let (Some(id), Some(at)) = (record.headers.request_id, record.timestamp_ms) {
+                        answered.push((id, at));
+                    }
+                },
+            )
+            .map(|()| answered)
+        })
+        .await
+        .map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))??;
+        let count = answered.len();
+        for (request_id, at_ms) in answered {
+            for source in self.joins.mark_emitted(&request_id, at_ms) {
+                self.done(consumer, &source);
+            }
+        }
+        tracing::info!(answered = count, "read back the requests answered lately");
+        self.loaded_generation = generation;
+        Ok(())
     }
 
     fn done(&mut self, consumer: &StreamConsumer<GroupContext>, source: &Source) {

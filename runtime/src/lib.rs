@@ -16,6 +16,7 @@ pub mod reference;
 pub mod service;
 pub mod settings;
 pub mod shutdown;
+pub mod snapshot;
 pub mod telemetry;
 pub mod topics;
 pub mod trace;

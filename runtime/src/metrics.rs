@@ -34,6 +34,7 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub shed: IntCounter,
     pub expired_joins: IntCounter,
+    pub stale_requests: IntCounter,
     pub pending_joins: IntGauge,
 }
 
@@ -96,6 +97,11 @@ impl Metrics {
             "Joins that reached their deadline before every part arrived",
         )
         .expect("valid counter");
+        let stale_requests = IntCounter::new(
+            "storefront_stale_requests_total",
+            "Request parts dropped unanswered: their deadline passed longer ago than answers are remembered",
+        )
+        .expect("valid counter");
         let pending_joins = IntGauge::new(
             "storefront_pending_joins",
             "Requests the aggregator is still joining",
@@ -115,6 +121,7 @@ impl Metrics {
             Box::new(retries.clone()),
             Box::new(shed.clone()),
             Box::new(expired_joins.clone()),
+            Box::new(stale_requests.clone()),
             Box::new(pending_joins.clone()),
             Box::new(http_in_flight.clone()),
             Box::new(records_in_flight.clone()),
@@ -133,6 +140,7 @@ impl Metrics {
             retries,
             shed,
             expired_joins,
+            stale_requests,
             pending_joins,
         }
     }

@@ -44,6 +44,15 @@ pub struct GroupContext {
     readiness: Readiness,
     service: &'static str,
     metrics: Metrics,
+    assignments: std::sync::atomic::AtomicU64,
+}
+
+impl GroupContext {
+    /// How many times partitions were assigned: a consumer that keeps state
+    /// per partition reloads it when this changes.
+    pub fn assignment_generation(&self) -> u64 {
+        self.assignments.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl ClientContext for GroupContext {
@@ -61,6 +70,8 @@ impl ConsumerContext for GroupContext {
                     assigned = partitions.count(),
                     "partitions assigned"
                 );
+                self.assignments
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.readiness.done(PARTITIONS_ASSIGNED);
             }
             Rebalance::Revoke(partitions) => {
@@ -105,6 +116,7 @@ pub fn group_consumer(
             readiness,
             service,
             metrics: telemetry.metrics().clone(),
+            assignments: Default::default(),
         })
         .context("create a group consumer")
 }

@@ -7,16 +7,15 @@ pub mod telemetry;
 
 use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    Offset, TopicPartitionList,
-};
 use storefront::{
     broker::{self, Broker, Storage},
     seed::{self, Dataset, SeedConfig},
     stack::{Service, Stack, StackConfig},
 };
-use storefront_runtime::{Inbound, KafkaSettings};
+use storefront_runtime::{
+    snapshot::{self, Since},
+    Inbound, KafkaSettings,
+};
 
 /// The broker every test of this process shares; stopped when the process exits.
 pub fn broker_addr() -> SocketAddr {
@@ -217,54 +216,21 @@ impl Gateway {
 /// Every record now on `topic`, all partitions.
 pub async fn read_topic(kafka: &KafkaSettings, topic: &str) -> Vec<Inbound> {
     let (kafka, topic) = (kafka.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic))
-        .await
-        .unwrap()
-}
-
-fn read_topic_blocking(kafka: &KafkaSettings, topic: &str) -> Vec<Inbound> {
-    let consumer: BaseConsumer = kafka
-        .client_config("storefront-e2e-reader")
-        .set("group.id", "storefront-e2e-reader")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = std::collections::HashMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(5))
-            .unwrap();
-        if high > low {
-            remaining.insert(p, high);
-        }
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut records = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !remaining.is_empty() && std::time::Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let record = Inbound::from_message(&message.unwrap());
-        if remaining
-            .get(&record.partition)
-            .is_some_and(|high| record.offset + 1 >= *high)
-        {
-            remaining.remove(&record.partition);
-        }
-        records.push(record);
-    }
-    assert!(remaining.is_empty(), "could not read all of {topic}");
-    records
+    tokio::task::spawn_blocking(move || {
+        let mut records = Vec::new();
+        snapshot::read_topic(
+            &kafka,
+            "storefront-e2e-reader",
+            &topic,
+            Since::Beginning,
+            Duration::from_secs(20),
+            |record| records.push(record),
+        )
+        .unwrap_or_else(|e| panic!("could not read all of {topic}: {e}"));
+        records
+    })
+    .await
+    .unwrap()
 }
 
 /// Polls `check` until it returns Some, for up to `timeout`.
