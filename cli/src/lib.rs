@@ -3,6 +3,8 @@
 //! end-to-end tests both use it.
 
 pub mod broker;
+pub mod chaos;
+pub mod dlq;
 pub mod keys;
 pub mod seed;
 pub mod stack;

@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use storefront::{
     broker::{self, Broker, Storage},
-    keys,
+    chaos::{self, ChaosConfig},
+    dlq, keys,
     seed::{self, SeedConfig},
     stack::{Service, StackConfig},
 };
@@ -34,6 +35,65 @@ enum Command {
     Keygen,
     /// Install the embedded broker into the cache if missing, and print its path.
     InstallBroker,
+    /// Run one service in this process, as its own binary does.
+    #[command(subcommand)]
+    Run(RunService),
+    /// The fault suite: steady load while every service is killed and
+    /// restarted, the broker stopped and started, one service frozen; then
+    /// counts what was answered, lost and duplicated. Fails if any was lost
+    /// or duplicated.
+    Chaos(ChaosConfig),
+    /// List dead letters, or re-publish them to their source topic.
+    Dlq {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: position, time, service, source, reason.
+    List(dlq::Selection),
+    /// Write the selected dead letters back to their source topic and
+    /// partition, unchanged but for a `dlq-republished-from` header.
+    Republish {
+        #[command(flatten)]
+        selection: dlq::Selection,
+        /// Re-publish every dead letter the selection matches, even with no filter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// The services `storefront run` can run.
+#[derive(Subcommand)]
+enum RunService {
+    Gateway(gateway::Settings),
+    UserSvc(user_svc::Settings),
+    HistorySvc(history_svc::Settings),
+    AdsSvc(ads_svc::Settings),
+    Aggregator(aggregator::Settings),
+}
+
+impl RunService {
+    async fn run(self) -> anyhow::Result<()> {
+        let shutdown = Default::default();
+        let service = match self {
+            Self::Gateway(settings) => gateway::start(settings, shutdown).await,
+            Self::UserSvc(settings) => user_svc::start(settings, shutdown).await,
+            Self::HistorySvc(settings) => history_svc::start(settings, shutdown).await,
+            Self::AdsSvc(settings) => ads_svc::start(settings, shutdown).await,
+            Self::Aggregator(settings) => aggregator::start(settings, shutdown).await,
+        }
+        .context("failed to start")?;
+        let name = service.name;
+        service
+            .run_until_signal()
+            .await
+            .with_context(|| format!("{name} failed"))
+    }
 }
 
 #[derive(clap::Args)]
@@ -87,6 +147,43 @@ async fn main() -> anyhow::Result<()> {
         Command::InstallBroker => {
             let path = tokio::task::spawn_blocking(broker::install).await??;
             println!("{}", path.display());
+            Ok(())
+        }
+        Command::Run(service) => service.run().await,
+        Command::Dlq { kafka, command } => match command {
+            DlqCommand::List(selection) => {
+                println!("position\ttime_ms\tservice\tsource\treason");
+                for letter in dlq::list(&kafka, &selection).await? {
+                    println!("{}", dlq::describe(&letter));
+                }
+                Ok(())
+            }
+            DlqCommand::Republish { selection, all } => {
+                let unfiltered = selection.source_topic.is_none()
+                    && selection.service.is_none()
+                    && selection.positions.is_empty();
+                if unfiltered && !all {
+                    anyhow::bail!(
+                        "choose dead letters (--at, --source-topic, --service) or pass --all"
+                    );
+                }
+                let letters = dlq::list(&kafka, &selection).await?;
+                let n = dlq::republish(&kafka, &letters).await?;
+                eprintln!("re-published {n} dead letters");
+                Ok(())
+            }
+        },
+        Command::Chaos(config) => {
+            let storefront = std::env::current_exe().context("no path to this binary")?;
+            let report = chaos::run(&config, &storefront).await?;
+            println!("{report}");
+            if report.lost > 0 || report.duplicated > 0 {
+                anyhow::bail!(
+                    "{} lost and {} duplicated requests",
+                    report.lost,
+                    report.duplicated
+                );
+            }
             Ok(())
         }
     }

@@ -42,6 +42,8 @@ pub struct StackConfig {
     pub cookie_key: CookieKey,
     pub page_deadline_ms: u64,
     pub reply_grace_ms: u64,
+    /// Page requests the gateway holds at once before shedding with 429.
+    pub max_waiting: usize,
     /// Where every service exports its spans.
     pub telemetry: TelemetrySettings,
 }
@@ -57,6 +59,7 @@ impl StackConfig {
             cookie_key: CookieKey::generate(),
             page_deadline_ms: 250,
             reply_grace_ms: 1000,
+            max_waiting: 10_000,
             telemetry: TelemetrySettings::default(),
         }
     }
@@ -119,9 +122,11 @@ impl StackConfig {
                         page_deadline_ms: self.page_deadline_ms,
                         reply_grace_ms: self.reply_grace_ms,
                         max_body_bytes: 16 * 1024,
-                        max_waiting: 10_000,
+                        max_waiting: self.max_waiting,
                         session_ttl_secs: 86_400,
                         cookie_secure: false,
+                        login_attempts_per_user: 10,
+                        login_attempts_per_address: 120,
                     },
                     shutdown,
                 )

@@ -25,8 +25,12 @@ pub enum ApiError {
     InvalidSession,
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
+    #[error("too many login attempts; retry later")]
+    TooManyAttempts(std::time::Duration),
     #[error("the storefront is starting or unavailable; retry shortly")]
     NotReady,
+    #[error("the event broker cannot be reached; retry shortly")]
+    BrokerUnavailable,
     #[error("the page was not ready in time")]
     DeadlineExceeded,
     #[error("no such resource")]
@@ -44,8 +48,8 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidCredentials | Self::InvalidSession => StatusCode::UNAUTHORIZED,
-            Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotReady | Self::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -62,7 +66,9 @@ impl ApiError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidSession => "invalid_session",
             Self::Overloaded => "overloaded",
+            Self::TooManyAttempts(_) => "too_many_attempts",
             Self::NotReady => "not_ready",
+            Self::BrokerUnavailable => "broker_unavailable",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -98,10 +104,19 @@ impl IntoResponse for ApiError {
             Json(json!({"error": {"code": self.code(), "message": message}})),
         )
             .into_response();
-        if matches!(self, Self::Overloaded | Self::NotReady) {
+        if matches!(
+            self,
+            Self::Overloaded | Self::NotReady | Self::BrokerUnavailable
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::TooManyAttempts(wait) = self {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         if matches!(self, Self::TooLarge(_)) {
             // The rest of the body was never read, so this connection cannot

@@ -6,13 +6,17 @@
 
 pub mod cookies;
 pub mod error;
+pub mod limits;
 pub mod page;
 pub mod replies;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{rejection::JsonRejection, DefaultBodyLimit, Extension, MatchedPath, Request, State},
+    extract::{
+        rejection::JsonRejection, ConnectInfo, DefaultBodyLimit, Extension, MatchedPath, Request,
+        State,
+    },
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
@@ -39,6 +43,7 @@ use user_svc::SealKey;
 use crate::{
     cookies::{CookieKey, COOKIE_NAME},
     error::ApiError,
+    limits::LoginLimits,
     page::PageResponse,
     replies::{OwnedPartitions, Waiting, REPLY_PARTITIONS},
 };
@@ -77,6 +82,16 @@ pub struct Settings {
     /// Mark the cookie Secure (serve over HTTPS).
     #[arg(long, env = "STOREFRONT_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
+    /// Login attempts per minute for one username (then 429).
+    #[arg(long, env = "STOREFRONT_LOGIN_ATTEMPTS_PER_USER", default_value_t = 10)]
+    pub login_attempts_per_user: u32,
+    /// Login attempts per minute from one client address (then 429).
+    #[arg(
+        long,
+        env = "STOREFRONT_LOGIN_ATTEMPTS_PER_ADDRESS",
+        default_value_t = 120
+    )]
+    pub login_attempts_per_address: u32,
 }
 
 /// What every handler shares.
@@ -93,6 +108,7 @@ struct Inner {
     owned: OwnedPartitions,
     waiting: Waiting,
     readiness: Readiness,
+    login_limits: LoginLimits,
 }
 
 /// The server span of one API request: the root of the request's trace.
@@ -159,6 +175,7 @@ async fn trace_request(
 async fn login(
     State(state): State<AppState>,
     Extension(RequestTrace(trace)): Extension<RequestTrace>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) =
@@ -174,6 +191,12 @@ async fn login(
             "password must be 1 to 256 bytes".into(),
         ));
     }
+    let address = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    state
+        .inner
+        .login_limits
+        .check(username, address)
+        .map_err(ApiError::TooManyAttempts)?;
     let session = SessionId::new();
     let login = LoginAttempt {
         username: username.to_owned(),
@@ -290,6 +313,9 @@ impl AppState {
         let inner = &self.inner;
         if !inner.readiness.is_ready() {
             return Err(ApiError::NotReady);
+        }
+        if !inner.producer.broker_reachable() {
+            return Err(ApiError::BrokerUnavailable);
         }
         if inner.waiting.len() >= inner.settings.max_waiting {
             self.telemetry().metrics().shed.inc();
@@ -453,8 +479,13 @@ impl AppState {
         readiness: Readiness,
     ) -> Self {
         let topics = settings.kafka.topics();
+        let login_limits = LoginLimits::new(
+            settings.login_attempts_per_user,
+            settings.login_attempts_per_address,
+        );
         Self {
             inner: Arc::new(Inner {
+                login_limits,
                 page_requested: topics.page_requested,
                 reply_topic: topics.page_completed,
                 settings,
@@ -489,6 +520,8 @@ mod tests {
             max_waiting: 10,
             session_ttl_secs: 60,
             cookie_secure: false,
+            login_attempts_per_user: 10,
+            login_attempts_per_address: 120,
         };
         let producer = EventProducer::new(&kafka, &Telemetry::local("gateway-test")).unwrap();
         let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);

@@ -165,6 +165,8 @@ pub fn subscribe(
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "true")
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
+        .set("session.timeout.ms", processor::SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", processor::HEARTBEAT_INTERVAL_MS)
         .set("statistics.interval.ms", "100")
         .create_with_context(ReplyContext {
             owned,

@@ -91,6 +91,13 @@ impl ConsumerContext for GroupContext {
 /// The readiness condition a [`Processor`] meets once it owns partitions.
 pub const PARTITIONS_ASSIGNED: &str = "partitions assigned";
 
+/// How long a group waits for a member that stopped heartbeating (killed,
+/// frozen) before giving its partitions to the others: also how long a
+/// restarted member waits for its old self's partitions. librdkafka's
+/// default is 45 s.
+pub const SESSION_TIMEOUT_MS: &str = "10000";
+pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
+
 /// Builds a group consumer with at-least-once settings, named and measured
 /// for `telemetry`'s service.
 pub fn group_consumer(
@@ -108,6 +115,8 @@ pub fn group_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
         .set(
             "statistics.interval.ms",
             crate::metrics::STATISTICS_INTERVAL_MS,

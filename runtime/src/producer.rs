@@ -1,7 +1,13 @@
 //! The idempotent producer every service writes with (`acks=all`, the Java
 //! client's murmur2 partitioner, so any client agrees where a session lives).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
@@ -85,13 +91,17 @@ impl Outbound {
     }
 }
 
-/// Watches librdkafka's statistics for the idempotent producer's id.
+/// Watches librdkafka's statistics for the idempotent producer's id and
+/// for a connection to a broker.
 pub struct ProducerContext {
     producer_id_assigned: watch::Sender<bool>,
+    broker_up: Arc<AtomicBool>,
 }
 
 impl ClientContext for ProducerContext {
     fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.broker_up.store(up, Ordering::Relaxed);
         if statistics
             .eos
             .is_some_and(|eos| eos.idemp_state == "Assigned")
@@ -107,6 +117,7 @@ impl ClientContext for ProducerContext {
 pub struct EventProducer {
     inner: FutureProducer<ProducerContext>,
     producer_id_assigned: watch::Receiver<bool>,
+    broker_up: Arc<AtomicBool>,
     telemetry: Telemetry,
 }
 
@@ -114,6 +125,7 @@ impl EventProducer {
     /// A producer named for `telemetry`'s service, tracing what it sends.
     pub fn new(settings: &KafkaSettings, telemetry: &Telemetry) -> Result<Self> {
         let (tx, rx) = watch::channel(false);
+        let broker_up = Arc::new(AtomicBool::new(true));
         let inner = settings
             .client_config(telemetry.service())
             .set("enable.idempotence", "true")
@@ -124,13 +136,21 @@ impl EventProducer {
             .set("statistics.interval.ms", "250")
             .create_with_context(ProducerContext {
                 producer_id_assigned: tx,
+                broker_up: broker_up.clone(),
             })
             .context("create a producer")?;
         Ok(Self {
             inner,
             producer_id_assigned: rx,
+            broker_up,
             telemetry: telemetry.clone(),
         })
+    }
+
+    /// Whether the producer was connected to a broker at its last
+    /// statistics (every 250 ms): without one nothing can be published.
+    pub fn broker_reachable(&self) -> bool {
+        self.broker_up.load(Ordering::Relaxed)
     }
 
     /// The telemetry of the service this producer writes for.

@@ -139,9 +139,12 @@ pub async fn serve_http(
         .map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     tasks.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(error) = served {
             tracing::error!(%error, "HTTP server failed");
         }

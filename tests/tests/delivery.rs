@@ -121,3 +121,121 @@ async fn a_restarted_aggregator_answers_what_was_pending_and_nothing_twice() {
     );
     test.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_with_its_origin_and_can_be_republished_to_it() {
+    let stack = storefront_e2e::shared();
+    let kafka = stack.kafka();
+    let topics = kafka.topics();
+    let producer = storefront_runtime::EventProducer::new(
+        kafka,
+        &storefront_runtime::Telemetry::local("e2e-dlq"),
+    )
+    .unwrap();
+    let key = storefront_schemas::SessionId::new().to_string();
+    let garbage = storefront_runtime::Outbound {
+        topic: topics.history_fetched.clone(),
+        key: key.clone(),
+        partition: None,
+        headers: Default::default(),
+        trace: Default::default(),
+        payload: b"\xc3\x01 truncated".to_vec(),
+    };
+    let (partition, offset) = producer.send(&garbage).await.unwrap();
+    let from_aggregator = storefront::dlq::Selection {
+        source_topic: Some(topics.history_fetched.clone()),
+        service: Some("aggregator".into()),
+        positions: vec![],
+    };
+    let find = |source_offset: i64| {
+        let selection = from_aggregator.clone();
+        async move {
+            storefront::dlq::list(kafka, &selection)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|l| l.source_partition == partition && l.source_offset == source_offset)
+        }
+    };
+    let letter = eventually(Duration::from_secs(20), || find(offset))
+        .await
+        .expect("the aggregator dead-lettered the record");
+    assert!(!letter.reason.is_empty());
+    assert_eq!(letter.key.as_deref(), Some(key.as_bytes()));
+    assert_eq!(letter.payload.as_deref(), Some(&b"\xc3\x01 truncated"[..]));
+    assert!(
+        letter.headers.iter().all(|(k, _)| !k.starts_with("dlq-")),
+        "the original headers, without the dead-letter ones"
+    );
+
+    // Re-published, it is the same record on the same partition; still
+    // undecodable, it comes back to the dead letters from its new offset.
+    assert_eq!(
+        storefront::dlq::republish(kafka, std::slice::from_ref(&letter))
+            .await
+            .unwrap(),
+        1
+    );
+    let again = eventually(Duration::from_secs(20), || async {
+        let records = read_topic(kafka, &topics.history_fetched).await;
+        records.into_iter().find(|r| {
+            r.header(storefront_runtime::dead_letter::REPUBLISHED_FROM)
+                == Some(format!("{}:{}", letter.partition, letter.offset))
+        })
+    })
+    .await
+    .expect("the record is back on its source topic");
+    assert_eq!(again.partition, partition);
+    assert_eq!(again.key.as_deref(), Some(key.as_bytes()));
+    assert_eq!(again.payload, letter.payload);
+    assert!(eventually(Duration::from_secs(20), || find(again.offset))
+        .await
+        .is_some());
+}
+
+#[tokio::test]
+async fn past_its_bound_on_requests_in_flight_the_gateway_sheds_with_429_and_retry_after() {
+    let test = TestStack::start_with(&Service::ALL, |config| {
+        config.page_deadline_ms = 3_000;
+        config.max_waiting = 2;
+    })
+    .await;
+    let burst = (1..=30).map(|i| {
+        let gateway = test.gateway();
+        async move {
+            gateway
+                .login(&format!("user{i}"), &format!("user{i}-password"))
+                .await
+        }
+    });
+    let replies = futures_join_all(burst).await;
+    let shed: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    let served = replies.iter().filter(|r| r.status == 200).count();
+    assert!(!shed.is_empty(), "30 at once over a bound of 2 shed some");
+    assert!(served >= 2, "and serve some: {served}");
+    assert_eq!(shed.len() + served, 30, "nothing else: {replies:?}");
+    for reply in shed {
+        assert_eq!(reply.error_code(), "overloaded");
+        assert_eq!(reply.headers["retry-after"], "1");
+    }
+    let metrics = storefront_e2e::telemetry::scrape(test.stack.gateway_addr().unwrap()).await;
+    assert_eq!(
+        storefront_e2e::telemetry::sample(&metrics, "storefront_shed_total", &[]),
+        Some((30 - served) as f64)
+    );
+    test.stack.stop().await;
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}

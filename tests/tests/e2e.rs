@@ -573,3 +573,22 @@ async fn logging_out_closes_the_session_for_every_copy_of_the_cookie() {
     assert_eq!(again.status, 401, "{}", again.text);
     assert_eq!(again.error_code(), "invalid_session");
 }
+
+#[tokio::test]
+async fn login_attempts_past_the_per_user_limit_get_429_with_retry_after() {
+    let gateway = shared().gateway();
+    let username = format!("probe-{}", rand::random::<u32>());
+    for attempt in 1..=10 {
+        let reply = gateway.login(&username, "guess").await;
+        assert_eq!(reply.status, 401, "attempt {attempt}: {}", reply.text);
+    }
+    let limited = gateway.login(&username.to_uppercase(), "guess").await;
+    assert_eq!(limited.status, 429, "{}", limited.text);
+    assert_eq!(limited.error_code(), "too_many_attempts");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+}

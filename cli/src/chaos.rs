@@ -1,0 +1,462 @@
+//! `storefront chaos`: the fault suite. A broker with SQLite storage and the
+//! five services as separate processes (`storefront run <service>`) take a
+//! steady load while each service is killed with SIGKILL once and
+//! restarted, the broker is stopped and started again, and one service is
+//! frozen for a while. Then every request that was accepted (is on
+//! `page.requested`) must have exactly one page on `page.completed`.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use storefront_runtime::{
+    snapshot::{self, Since},
+    KafkaSettings,
+};
+use tokio::process::{Child, Command};
+
+use crate::{
+    broker::{self, Broker, Storage},
+    keys,
+    seed::{self, SeedConfig},
+};
+
+/// How long and how hard the suite runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosConfig {
+    /// Time between faults; the steady load runs from before the first
+    /// to one interval after the last.
+    #[arg(long, default_value_t = 10)]
+    pub fault_interval_secs: u64,
+    /// Requests per second of the steady load.
+    #[arg(long, default_value_t = 20)]
+    pub rate: u32,
+    /// How long the broker stays stopped.
+    #[arg(long, default_value_t = 10)]
+    pub broker_outage_secs: u64,
+    /// How long one service stays frozen (SIGSTOP) to play a slow service.
+    #[arg(long, default_value_t = 3)]
+    pub freeze_secs: u64,
+    /// Where the broker's data and the services' logs go (default: a new temporary directory).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// What the load saw, and what the topics hold afterwards.
+#[derive(Debug, Default, Clone)]
+pub struct ChaosReport {
+    pub sent: u64,
+    pub completed: u64,
+    pub partial: u64,
+    pub rejected: u64,
+    pub shed: u64,
+    /// 503: the gateway could not publish (broker down) or was not ready.
+    pub unavailable: u64,
+    /// 504: accepted, no page by the deadline (the page still comes, late).
+    pub timed_out: u64,
+    /// No HTTP answer: the gateway process was down.
+    pub refused: u64,
+    pub other: u64,
+    /// Requests on `page.requested`.
+    pub accepted: u64,
+    /// Accepted requests with no page on `page.completed`.
+    pub lost: u64,
+    /// Requests with more than one page.
+    pub duplicated: u64,
+    /// Peak resident memory of each service (KiB), over all its runs.
+    pub peak_rss_kib: Vec<(&'static str, u64)>,
+}
+
+impl fmt::Display for ChaosReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "requests sent        {}", self.sent)?;
+        writeln!(f, "  completed          {}", self.completed)?;
+        writeln!(f, "  partial            {}", self.partial)?;
+        writeln!(f, "  rejected (401)     {}", self.rejected)?;
+        writeln!(f, "  shed (429)         {}", self.shed)?;
+        writeln!(f, "  unavailable (503)  {}", self.unavailable)?;
+        writeln!(f, "  timed out (504)    {}", self.timed_out)?;
+        writeln!(f, "  refused (no HTTP)  {}", self.refused)?;
+        writeln!(f, "  other              {}", self.other)?;
+        writeln!(f, "accepted (on page.requested)  {}", self.accepted)?;
+        writeln!(f, "lost                          {}", self.lost)?;
+        writeln!(f, "duplicated                    {}", self.duplicated)?;
+        for (service, kib) in &self.peak_rss_kib {
+            writeln!(f, "peak RSS {service:<12} {:.1} MiB", *kib as f64 / 1024.0)?;
+        }
+        Ok(())
+    }
+}
+
+const SERVICES: [&str; 5] = [
+    "user-svc",
+    "history-svc",
+    "ads-svc",
+    "aggregator",
+    "gateway",
+];
+
+/// One service as a child process of the suite.
+struct ServiceProcess {
+    name: &'static str,
+    addr: SocketAddr,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Child,
+    peak_rss_kib: u64,
+}
+
+impl ServiceProcess {
+    fn spawn(
+        storefront: &Path,
+        name: &'static str,
+        addr: SocketAddr,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let child = Self::start(storefront, name, addr, &env, &log)?;
+        Ok(Self {
+            name,
+            addr,
+            env,
+            log,
+            child,
+            peak_rss_kib: 0,
+        })
+    }
+
+    fn start(
+        storefront: &Path,
+        name: &str,
+        addr: SocketAddr,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        Command::new(storefront)
+            .args(["run", name])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("STOREFRONT_HTTP_ADDR", addr.to_string())
+            .env("STOREFRONT_LOG_FORMAT", "json")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {name}"))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Reads the peak RSS of the running process into the running maximum.
+    fn sample_memory(&mut self) {
+        if let Some(kib) = self.pid().and_then(peak_rss_kib) {
+            self.peak_rss_kib = self.peak_rss_kib.max(kib);
+        }
+    }
+
+    async fn kill_and_restart(
+        &mut self,
+        storefront: &Path,
+        down_for: Duration,
+    ) -> anyhow::Result<()> {
+        self.sample_memory();
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        tokio::time::sleep(down_for).await;
+        self.child = Self::start(storefront, self.name, self.addr, &self.env, &self.log)?;
+        wait_ready(self.addr, Duration::from_secs(60)).await
+    }
+
+    async fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("the process has exited")?;
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("kill {signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    async fn stop(mut self) -> u64 {
+        self.sample_memory();
+        if self.signal("-TERM").await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+        }
+        let _ = self.child.kill().await;
+        self.peak_rss_kib
+    }
+}
+
+/// `VmHWM` of a process: its peak resident set, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn wait_ready(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Ok(response) = client.get(format!("http://{addr}/readyz")).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("{addr} was not ready within {timeout:?}")
+}
+
+fn progress(started: Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
+}
+
+/// Runs the suite: `storefront` is the binary that runs each service.
+pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<ChaosReport> {
+    let work_dir = match &config.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("storefront-chaos-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work_dir)?;
+    let started = Instant::now();
+    let nisshi = tokio::task::spawn_blocking(broker::install).await??;
+    let broker_addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
+    let storage = Storage::Sqlite(work_dir.join("broker/nisshi.db"));
+    let broker_log = work_dir.join("broker.log");
+    let start_broker = {
+        let (nisshi, storage, log) = (nisshi.clone(), storage.clone(), broker_log.clone());
+        move || Broker::start(&nisshi, broker_addr, &storage, &log)
+    };
+    let mut broker = Some(tokio::task::spawn_blocking(start_broker.clone()).await??);
+    progress(
+        started,
+        &format!(
+            "broker up on {broker_addr} (data and logs in {})",
+            work_dir.display()
+        ),
+    );
+
+    let kafka = KafkaSettings::new(broker_addr.to_string());
+    seed::seed(&kafka, &SeedConfig::small()).await?;
+    let users = SeedConfig::small().customers;
+
+    let mut env: Vec<(String, String)> = keys::generate_env()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    env.push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker_addr.to_string()));
+    env.push(("RUST_LOG".into(), "info,librdkafka=warn".into()));
+    let mut services = HashMap::new();
+    for name in SERVICES {
+        let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
+        let log = work_dir.join(format!("{name}.log"));
+        let process = ServiceProcess::spawn(storefront, name, addr, env.clone(), log)?;
+        services.insert(name, process);
+    }
+    for process in services.values() {
+        wait_ready(process.addr, Duration::from_secs(120))
+            .await
+            .with_context(|| {
+                format!(
+                    "{} did not start; see {}",
+                    process.name,
+                    process.log.display()
+                )
+            })?;
+    }
+    progress(started, "five services ready; steady load starts");
+
+    let gateway = services["gateway"].addr;
+    let outcomes = Arc::new(Mutex::new(ChaosReport::default()));
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn(steady_load(
+        gateway,
+        config.rate,
+        users,
+        stop_load.clone(),
+        outcomes.clone(),
+    ));
+
+    let step = Duration::from_secs(config.fault_interval_secs);
+    let down_for = Duration::from_secs(2);
+    for name in SERVICES {
+        tokio::time::sleep(step).await;
+        progress(started, &format!("SIGKILL {name}"));
+        let process = services.get_mut(name).expect("started");
+        process.kill_and_restart(storefront, down_for).await?;
+        progress(started, &format!("{name} restarted and ready"));
+    }
+    tokio::time::sleep(step).await;
+    progress(started, "stopping the broker");
+    tokio::task::spawn_blocking({
+        let broker = broker.take();
+        move || drop(broker)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(config.broker_outage_secs)).await;
+    broker = Some(tokio::task::spawn_blocking(start_broker).await??);
+    progress(started, "broker started again");
+    tokio::time::sleep(step).await;
+    progress(
+        started,
+        &format!("freezing ads-svc for {} s", config.freeze_secs),
+    );
+    let ads = &services["ads-svc"];
+    ads.signal("-STOP").await?;
+    tokio::time::sleep(Duration::from_secs(config.freeze_secs)).await;
+    ads.signal("-CONT").await?;
+    progress(started, "ads-svc thawed");
+    tokio::time::sleep(step).await;
+    stop_load.cancel();
+    load.await?;
+    progress(started, "load finished; waiting for the last pages");
+
+    let (accepted, lost, duplicated) = settle(&kafka, Duration::from_secs(30)).await?;
+    let mut report = outcomes.lock().expect("outcomes lock").clone();
+    report.accepted = accepted;
+    report.lost = lost;
+    report.duplicated = duplicated;
+    for name in SERVICES {
+        let process = services.remove(name).expect("started");
+        report.peak_rss_kib.push((name, process.stop().await));
+    }
+    tokio::task::spawn_blocking(move || drop(broker)).await?;
+    progress(started, "done");
+    Ok(report)
+}
+
+/// Waits up to `timeout` for every accepted request to have a page, then
+/// counts (accepted, lost, duplicated) from the topics.
+async fn settle(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Result<(u64, u64, u64)> {
+    let started = Instant::now();
+    loop {
+        let counts = count_pages(kafka.clone()).await?;
+        if counts.1 == 0 || started.elapsed() > timeout {
+            return Ok(counts);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn count_pages(kafka: KafkaSettings) -> anyhow::Result<(u64, u64, u64)> {
+    tokio::task::spawn_blocking(move || {
+        let topics = kafka.topics();
+        let read = |topic: &str| -> anyhow::Result<Vec<String>> {
+            let mut ids = Vec::new();
+            snapshot::read_topic(
+                &kafka,
+                "storefront-chaos",
+                topic,
+                Since::Beginning,
+                Duration::from_secs(60),
+                |r| ids.push(r.headers.request_id.unwrap_or_default()),
+            )?;
+            Ok(ids)
+        };
+        let requested = read(&topics.page_requested)?;
+        let mut pages: HashMap<String, u64> = HashMap::new();
+        for id in read(&topics.page_completed)? {
+            *pages.entry(id).or_default() += 1;
+        }
+        let lost = requested
+            .iter()
+            .filter(|id| !pages.contains_key(*id))
+            .count() as u64;
+        let duplicated = pages.values().filter(|n| **n > 1).count() as u64;
+        Ok((requested.len() as u64, lost, duplicated))
+    })
+    .await?
+}
+
+/// Open-loop load: `rate` requests a second until `stop`, each user
+/// logging in once and then asking for pages with its cookie.
+async fn steady_load(
+    gateway: SocketAddr,
+    rate: u32,
+    users: usize,
+    stop: tokio_util::sync::CancellationToken,
+    outcomes: Arc<Mutex<ChaosReport>>,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client");
+    let cookies: Arc<Vec<Mutex<Option<String>>>> =
+        Arc::new((0..users).map(|_| Mutex::new(None)).collect());
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    let mut requests = tokio::task::JoinSet::new();
+    let mut n = 0usize;
+    while !stop.is_cancelled() {
+        ticker.tick().await;
+        let (client, cookies, outcomes) = (client.clone(), cookies.clone(), outcomes.clone());
+        let user = n % users + 1;
+        n += 1;
+        requests.spawn(async move {
+            let slot = &cookies[user - 1];
+            let cookie = slot.lock().expect("cookie lock").clone();
+            let request =
+                match &cookie {
+                    Some(cookie) => client
+                        .get(format!("http://{gateway}/api/page"))
+                        .header("cookie", cookie),
+                    None => client.post(format!("http://{gateway}/api/login")).json(
+                        &serde_json::json!({
+                            "username": format!("user{user}"),
+                            "password": format!("user{user}-password"),
+                        }),
+                    ),
+                };
+            let (status, body) = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let set_cookie = response
+                        .headers()
+                        .get("set-cookie")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(';').next())
+                        .map(str::to_owned);
+                    if set_cookie.is_some() {
+                        *slot.lock().expect("cookie lock") = set_cookie;
+                    }
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    (Some(status), body)
+                }
+                Err(_) => (None, serde_json::Value::Null),
+            };
+            let mut report = outcomes.lock().expect("outcomes lock");
+            report.sent += 1;
+            match (status, body["status"].as_str()) {
+                (None, _) => report.refused += 1,
+                (Some(200), Some("complete")) => report.completed += 1,
+                (Some(200), _) => report.partial += 1,
+                (Some(401), _) => {
+                    report.rejected += 1;
+                    *slot.lock().expect("cookie lock") = None;
+                }
+                (Some(429), _) => report.shed += 1,
+                (Some(503), _) => report.unavailable += 1,
+                (Some(504), _) => report.timed_out += 1,
+                _ => report.other += 1,
+            }
+        });
+    }
+    while requests.join_next().await.is_some() {}
+}
