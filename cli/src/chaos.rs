@@ -43,6 +43,9 @@ pub struct ChaosConfig {
     /// How long one service stays frozen (SIGSTOP) to play a slow service.
     #[arg(long, default_value_t = 3)]
     pub freeze_secs: u64,
+    /// How long the final burst at ten times the steady rate lasts.
+    #[arg(long, default_value_t = 5)]
+    pub burst_secs: u64,
     /// Where the broker's data and the services' logs go (default: a new temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -71,6 +74,9 @@ pub struct ChaosReport {
     pub duplicated: u64,
     /// Peak resident memory of each service (KiB), over all its runs.
     pub peak_rss_kib: Vec<(&'static str, u64)>,
+    /// Places a password or key was found in clear: topics (payloads,
+    /// keys, headers) and the services' logs.
+    pub secrets_found: Vec<String>,
 }
 
 impl fmt::Display for ChaosReport {
@@ -87,6 +93,14 @@ impl fmt::Display for ChaosReport {
         writeln!(f, "accepted (on page.requested)  {}", self.accepted)?;
         writeln!(f, "lost                          {}", self.lost)?;
         writeln!(f, "duplicated                    {}", self.duplicated)?;
+        writeln!(
+            f,
+            "secrets in clear              {}",
+            self.secrets_found.len()
+        )?;
+        for place in &self.secrets_found {
+            writeln!(f, "  {place}")?;
+        }
         for (service, kib) in &self.peak_rss_kib {
             writeln!(f, "peak RSS {service:<12} {:.1} MiB", *kib as f64 / 1024.0)?;
         }
@@ -175,6 +189,19 @@ impl ServiceProcess {
         self.child.start_kill()?;
         self.child.wait().await?;
         tokio::time::sleep(down_for).await;
+        self.child = Self::start(storefront, self.name, self.addr, &self.env, &self.log)?;
+        wait_ready(self.addr, Duration::from_secs(60)).await
+    }
+
+    /// SIGTERM, wait for a clean exit, start again: one step of a rolling restart.
+    async fn restart_gracefully(&mut self, storefront: &Path) -> anyhow::Result<()> {
+        self.sample_memory();
+        self.signal("-TERM").await?;
+        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
+        match exited {
+            Ok(Ok(status)) if status.success() => {}
+            other => bail!("{} did not stop cleanly on SIGTERM: {other:?}", self.name),
+        }
         self.child = Self::start(storefront, self.name, self.addr, &self.env, &self.log)?;
         wait_ready(self.addr, Duration::from_secs(60)).await
     }
@@ -286,11 +313,12 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
 
     let gateway = services["gateway"].addr;
     let outcomes = Arc::new(Mutex::new(ChaosReport::default()));
+    let sessions = Sessions::new(users);
     let stop_load = tokio_util::sync::CancellationToken::new();
     let load = tokio::spawn(steady_load(
         gateway,
         config.rate,
-        users,
+        sessions.clone(),
         stop_load.clone(),
         outcomes.clone(),
     ));
@@ -325,6 +353,36 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     ads.signal("-CONT").await?;
     progress(started, "ads-svc thawed");
     tokio::time::sleep(step).await;
+    progress(
+        started,
+        "rolling restart: SIGTERM and start each service in turn",
+    );
+    for name in SERVICES {
+        let process = services.get_mut(name).expect("started");
+        process.restart_gracefully(storefront).await?;
+    }
+    progress(started, "rolling restart done");
+    tokio::time::sleep(step).await;
+    let burst_rate = config.rate.saturating_mul(10);
+    progress(
+        started,
+        &format!(
+            "burst: {burst_rate} requests a second for {} s",
+            config.burst_secs
+        ),
+    );
+    let stop_burst = tokio_util::sync::CancellationToken::new();
+    let burst = tokio::spawn(steady_load(
+        gateway,
+        burst_rate,
+        sessions,
+        stop_burst.clone(),
+        outcomes.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(config.burst_secs)).await;
+    stop_burst.cancel();
+    burst.await?;
+    tokio::time::sleep(step).await;
     stop_load.cancel();
     load.await?;
     progress(started, "load finished; waiting for the last pages");
@@ -338,6 +396,15 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         let process = services.remove(name).expect("started");
         report.peak_rss_kib.push((name, process.stop().await));
     }
+    let mut secrets: Vec<String> = (1..=users).map(|i| format!("user{i}-password")).collect();
+    secrets.push(seed::DEMO_PASSWORD.to_owned());
+    let secret_keys = [keys::SECRET_KEY_VAR, keys::COOKIE_KEY_VAR];
+    secrets.extend(
+        env.iter()
+            .filter(|(k, _)| secret_keys.contains(&k.as_str()))
+            .map(|(_, v)| v.clone()),
+    );
+    report.secrets_found = find_secrets(&kafka, &work_dir, secrets).await?;
     tokio::task::spawn_blocking(move || drop(broker)).await?;
     progress(started, "done");
     Ok(report)
@@ -386,12 +453,67 @@ async fn count_pages(kafka: KafkaSettings) -> anyhow::Result<(u64, u64, u64)> {
     .await?
 }
 
+/// Where each seeded user's session cookie is kept between requests.
+#[derive(Clone)]
+struct Sessions(Arc<Vec<Mutex<Option<String>>>>);
+
+impl Sessions {
+    fn new(users: usize) -> Self {
+        Self(Arc::new((0..users).map(|_| Mutex::new(None)).collect()))
+    }
+}
+
+/// Every place one of `secrets` appears in clear: on any topic (payload,
+/// key, headers) or in any log under `work_dir`.
+async fn find_secrets(
+    kafka: &KafkaSettings,
+    work_dir: &Path,
+    secrets: Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let (kafka, work_dir) = (kafka.clone(), work_dir.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let contains = |haystack: &[u8]| {
+            secrets
+                .iter()
+                .any(|s| haystack.windows(s.len()).any(|w| w == s.as_bytes()))
+        };
+        let mut found = Vec::new();
+        for topic in kafka.topics().all() {
+            snapshot::read_topic(
+                &kafka,
+                "storefront-chaos",
+                topic,
+                Since::Beginning,
+                Duration::from_secs(60),
+                |r| {
+                    let clear = [r.payload.as_deref(), r.key.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .chain(r.raw_headers.iter().map(|(_, v)| v.as_slice()))
+                        .any(contains);
+                    if clear {
+                        found.push(format!("{}[{}]@{}", r.topic, r.partition, r.offset));
+                    }
+                },
+            )?;
+        }
+        for entry in std::fs::read_dir(&work_dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") && contains(&std::fs::read(&path)?) {
+                found.push(path.display().to_string());
+            }
+        }
+        Ok(found)
+    })
+    .await?
+}
+
 /// Open-loop load: `rate` requests a second until `stop`, each user
 /// logging in once and then asking for pages with its cookie.
 async fn steady_load(
     gateway: SocketAddr,
     rate: u32,
-    users: usize,
+    sessions: Sessions,
     stop: tokio_util::sync::CancellationToken,
     outcomes: Arc<Mutex<ChaosReport>>,
 ) {
@@ -399,8 +521,8 @@ async fn steady_load(
         .timeout(Duration::from_secs(10))
         .build()
         .expect("an HTTP client");
-    let cookies: Arc<Vec<Mutex<Option<String>>>> =
-        Arc::new((0..users).map(|_| Mutex::new(None)).collect());
+    let cookies = sessions.0;
+    let users = cookies.len();
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     let mut requests = tokio::task::JoinSet::new();
     let mut n = 0usize;
