@@ -505,8 +505,15 @@ mod tests {
 
     use super::*;
 
-    /// A gateway whose Kafka side never became ready: no broker is contacted.
+    /// A gateway whose Kafka side never became ready: no broker is
+    /// contacted. Built once: making its producer is the slow part.
     fn not_ready_router() -> Router {
+        static ROUTER: std::sync::LazyLock<Router> =
+            std::sync::LazyLock::new(build_not_ready_router);
+        ROUTER.clone()
+    }
+
+    fn build_not_ready_router() -> Router {
         let kafka = KafkaSettings::new("127.0.0.1:9");
         let settings = Settings {
             kafka: kafka.clone(),
@@ -582,5 +589,81 @@ mod tests {
             message.contains("producer warm") && message.contains("reply partitions"),
             "{message}"
         );
+    }
+
+    /// A request to the not-ready router, answered on a throwaway runtime.
+    fn answer(request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (status, _, body) = runtime.block_on(call(request));
+        (status, body)
+    }
+
+    mod hostile {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn content_type() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("application/json".to_owned()),
+                Just("application/json; charset=utf-8".to_owned()),
+                Just("text/plain".to_owned()),
+                "[ -~]{0,40}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_bytes_posted_to_login_get_a_json_4xx(
+                body in proptest::collection::vec(any::<u8>(), 0..2048),
+                content_type in content_type(),
+            ) {
+                let request = Request::post("/api/login")
+                    .header("content-type", content_type)
+                    .body(Body::from(body))
+                    .unwrap();
+                let (status, body) = answer(request);
+                prop_assert!(status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE, "{status}");
+                prop_assert!(body["error"]["code"].is_string(), "{body}");
+            }
+
+            #[test]
+            fn any_json_login_is_refused_or_reaches_the_readiness_check(
+                username in "\\PC{0,80}",
+                password in "\\PC{0,300}",
+                extra in proptest::option::of("\\PC{0,20}"),
+            ) {
+                let mut login = serde_json::json!({"username": username, "password": password});
+                if let Some(extra) = extra {
+                    login[extra] = serde_json::json!([1, {"nested": null}]);
+                }
+                let request = Request::post("/api/login")
+                    .header("content-type", "application/json")
+                    .body(Body::from(login.to_string()))
+                    .unwrap();
+                let (status, body) = answer(request);
+                let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+                prop_assert!(
+                    matches!(code.as_str(), "invalid_request" | "not_ready" | "payload_too_large" | "too_many_attempts"),
+                    "{status} {body}"
+                );
+            }
+
+            #[test]
+            fn any_cookie_asking_for_a_page_gets_401(cookie in "[ -~]{0,300}") {
+                let request = Request::get("/api/page")
+                    .header("cookie", cookie)
+                    .body(Body::empty())
+                    .unwrap();
+                let (status, body) = answer(request);
+                prop_assert_eq!(status, StatusCode::UNAUTHORIZED);
+                prop_assert_eq!(body["error"]["code"].as_str(), Some("invalid_session"));
+            }
+        }
     }
 }

@@ -98,6 +98,9 @@ pub const PARTITIONS_ASSIGNED: &str = "partitions assigned";
 pub const SESSION_TIMEOUT_MS: &str = "10000";
 pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
 
+/// Records librdkafka prefetches per consumer, at most (librdkafka: 64 MiB).
+pub const QUEUED_MAX_KBYTES: &str = "8192";
+
 /// Builds a group consumer with at-least-once settings, named and measured
 /// for `telemetry`'s service.
 pub fn group_consumer(
@@ -117,6 +120,9 @@ pub fn group_consumer(
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+        // Backpressure: the loop stops taking records at `max_in_flight`,
+        // and librdkafka stops fetching once this much is queued.
+        .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES)
         .set(
             "statistics.interval.ms",
             crate::metrics::STATISTICS_INTERVAL_MS,

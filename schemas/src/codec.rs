@@ -40,12 +40,21 @@ pub enum DecodeError {
         #[source]
         source: Box<apache_avro::Error>,
     },
+    #[error("{size} bytes is more than the {max} a record may have")]
+    TooLarge { size: usize, max: usize },
     #[error("{count} bytes left over after the {event_type} datum")]
     TrailingBytes {
         event_type: &'static str,
         count: usize,
     },
 }
+
+/// The largest record any decoder accepts; larger ones are refused unread.
+pub const MAX_ENCODED_BYTES: usize = 256 * 1024;
+
+/// The most one decode may allocate for a string or collection (process-wide
+/// setting of apache-avro, whose default is 512 MiB).
+const MAX_ALLOCATION_BYTES: usize = 1024 * 1024;
 
 /// A compiled schema and its single-object header.
 pub struct CompiledSchema {
@@ -158,6 +167,14 @@ pub fn encode<T: Contract>(event: &T) -> Vec<u8> {
 
 /// Decodes a single-object Avro record written with `T`'s schema.
 pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_ENCODED_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: MAX_ENCODED_BYTES,
+        });
+    }
+    // A hostile length field cannot make the decoder allocate more than this.
+    apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
     let compiled = T::compiled();
     if bytes.len() < HEADER_LEN || bytes[..2] != SINGLE_OBJECT_MAGIC {
         return Err(DecodeError::NotSingleObject);

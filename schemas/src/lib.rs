@@ -10,7 +10,7 @@ mod reference;
 
 pub use codec::{
     contracts, decode, encode, CompiledSchema, Contract, ContractInfo, DecodeError,
-    SINGLE_OBJECT_MAGIC,
+    MAX_ENCODED_BYTES, SINGLE_OBJECT_MAGIC,
 };
 pub use events::{
     Ad, AdsSelected, HistoryFetched, LoginAttempt, Milestone, PageCompleted, PageRequested,

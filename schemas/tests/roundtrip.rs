@@ -1,4 +1,6 @@
-//! Every contract survives encode then decode unchanged, for arbitrary values.
+//! Every contract survives encode then decode unchanged, for arbitrary
+//! values; and every decoder refuses hostile bytes (random, truncated,
+//! another contract's, oversized, lying about lengths) without panicking.
 
 use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use storefront_schemas::*;
@@ -169,32 +171,95 @@ proptest! {
         assert_round_trip(Session { session_id, customer_id, opened_at_ms, expires_at_ms });
     }
 
+}
+
+/// What decoding `bytes` as every contract gives (errors as text), without panicking.
+fn decode_as_every_contract(bytes: &[u8]) -> Vec<Result<(), String>> {
+    fn one<T: Contract>(bytes: &[u8]) -> Result<(), String> {
+        decode::<T>(bytes).map(drop).map_err(|e| e.to_string())
+    }
+    vec![
+        one::<PageRequested>(bytes),
+        one::<UserResolved>(bytes),
+        one::<HistoryFetched>(bytes),
+        one::<AdsSelected>(bytes),
+        one::<PageCompleted>(bytes),
+        one::<Customer>(bytes),
+        one::<Credential>(bytes),
+        one::<Product>(bytes),
+        one::<Order>(bytes),
+        one::<Session>(bytes),
+    ]
+}
+
+// Hostile input: every decoder of topic records refuses it without panicking.
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/roundtrip.proptest-regressions"))),
+        cases: 512,
+        ..ProptestConfig::default()
+    })]
+
     #[test]
-    fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
-        let _ = decode::<PageRequested>(&bytes);
+    fn random_bytes_behind_any_header_never_panic_a_decoder(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        header in 0usize..10,
+    ) {
+        let mut framed = contracts()[header].header.to_vec();
+        framed.extend_from_slice(&bytes);
+        decode_as_every_contract(&bytes);
+        decode_as_every_contract(&framed);
+    }
+
+    #[test]
+    fn a_truncated_record_never_decodes(
+        context in context(),
+        user in proptest::option::of(user()),
+        purchases in proptest::collection::vec(purchase(), 0..4),
+        ads in proptest::collection::vec(ad(), 0..4),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let page = PageCompleted {
+            context: context.clone(),
+            status: PageStatus::Complete,
+            missing: vec![],
+            rejection: None,
+            user,
+            recent_purchases: purchases,
+            ads,
+            milestones: vec![],
+        };
+        let bytes = encode(&page);
+        prop_assert!(decode::<PageCompleted>(&bytes[..cut.index(bytes.len())]).is_err());
+        let request = encode(&PageRequested { context, login: None, logout: false });
+        prop_assert!(decode::<PageRequested>(&request[..cut.index(request.len())]).is_err());
+    }
+
+    #[test]
+    fn a_record_never_decodes_as_another_contract(context in context(), logout in any::<bool>()) {
+        let bytes = encode(&PageRequested { context, login: None, logout });
+        let outcomes = decode_as_every_contract(&bytes);
+        prop_assert!(outcomes[0].is_ok());
+        for outcome in &outcomes[1..] {
+            let error = outcome.as_ref().unwrap_err();
+            prop_assert!(error.contains("fingerprint"), "{}", error);
+        }
     }
 }
 
 #[test]
-fn a_record_of_another_type_is_refused_by_fingerprint() {
-    let product = Product {
-        product_id: "p-1".into(),
-        name: "Kettle".into(),
-        category: "kitchen".into(),
-        price_cents: 2500,
-    };
-    let err = decode::<Order>(&encode(&product)).unwrap_err();
-    assert!(matches!(err, DecodeError::UnknownSchema { .. }), "{err}");
+fn an_oversized_record_is_refused_unread() {
+    let mut bytes = contracts()[0].header.to_vec();
+    bytes.resize(MAX_ENCODED_BYTES + 1, 0);
+    for outcome in decode_as_every_contract(&bytes) {
+        assert!(outcome.unwrap_err().contains("more than"));
+    }
 }
 
 #[test]
-fn a_truncated_record_is_an_error_not_a_panic() {
-    let session = Session {
-        session_id: "s".into(),
-        customer_id: "c".into(),
-        opened_at_ms: 1,
-        expires_at_ms: 2,
-    };
-    let bytes = encode(&session);
-    assert!(decode::<Session>(&bytes[..bytes.len() - 1]).is_err());
+fn a_length_field_claiming_a_huge_string_does_not_allocate_it() {
+    // page.requested starts with request_id, a string: claim 2^40 bytes.
+    let mut bytes = contracts()[0].header.to_vec();
+    bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    assert!(decode::<PageRequested>(&bytes).is_err());
 }

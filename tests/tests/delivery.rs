@@ -239,3 +239,133 @@ where
     }
     outputs
 }
+
+#[tokio::test]
+async fn hostile_records_on_every_input_topic_are_dead_lettered_by_each_reader_and_the_flow_goes_on(
+) {
+    let test = TestStack::start(&Service::ALL, 3_000).await;
+    let kafka = test.config.kafka.clone();
+    let t = kafka.topics();
+    let readers: Vec<(&str, Vec<&str>)> = vec![
+        (&t.page_requested, vec!["user-svc", "aggregator"]),
+        (
+            &t.user_resolved,
+            vec!["history-svc", "ads-svc", "aggregator"],
+        ),
+        (&t.history_fetched, vec!["aggregator"]),
+        (&t.ads_selected, vec!["aggregator"]),
+        (&t.page_completed, vec!["gateway"]),
+        (&t.customers, vec!["user-svc"]),
+        (&t.credentials, vec!["user-svc"]),
+        (&t.sessions, vec!["user-svc"]),
+        (&t.catalog, vec!["history-svc", "ads-svc"]),
+        (&t.orders, vec!["history-svc", "ads-svc"]),
+    ];
+    let now = storefront_schemas::now_ms();
+    let request = storefront_schemas::encode(&storefront_schemas::PageRequested {
+        context: storefront_schemas::RequestContext {
+            request_id: storefront_schemas::RequestId::new().to_string(),
+            session_id: storefront_schemas::SessionId::new().to_string(),
+            requested_at_ms: now,
+            deadline_ms: now + 1_000,
+            reply_topic: t.page_completed.clone(),
+            reply_partition: 0,
+        },
+        login: None,
+        logout: false,
+    });
+    let session = storefront_schemas::encode(&storefront_schemas::Session {
+        session_id: "s".into(),
+        customer_id: "c".into(),
+        opened_at_ms: now,
+        expires_at_ms: now,
+    });
+    let mut oversized = session.clone();
+    oversized.resize(storefront_schemas::MAX_ENCODED_BYTES + 1024, 7);
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "random bytes",
+            (0..200).map(|_| rand::random::<u8>()).collect(),
+        ),
+        ("truncated", request[..request.len() / 2].to_vec()),
+        ("another contract", session),
+        ("oversized", oversized),
+    ];
+    let producer = storefront_runtime::EventProducer::new(
+        &kafka,
+        &storefront_runtime::Telemetry::local("e2e-hostile"),
+    )
+    .unwrap();
+    let mut expected = Vec::new();
+    for (topic, services) in &readers {
+        for (what, payload) in &hostile {
+            // A session is valid on the sessions topic: a customer is not.
+            let payload = if *topic == t.sessions && *what == "another contract" {
+                storefront_schemas::encode(&storefront_schemas::Customer {
+                    customer_id: "c-x".into(),
+                    username: "x".into(),
+                    name: "X".into(),
+                    city: "Y".into(),
+                    registered_at_ms: now,
+                })
+            } else {
+                payload.clone()
+            };
+            let record = storefront_runtime::Outbound {
+                topic: topic.to_string(),
+                key: storefront_schemas::SessionId::new().to_string(),
+                partition: None,
+                headers: Default::default(),
+                trace: Default::default(),
+                payload,
+            };
+            let (partition, offset) = producer.send(&record).await.unwrap();
+            for service in services {
+                expected.push((
+                    service.to_string(),
+                    topic.to_string(),
+                    partition,
+                    offset,
+                    *what,
+                ));
+            }
+        }
+    }
+
+    let not_dead_lettered = || async {
+        let letters = storefront::dlq::list(&kafka, &Default::default())
+            .await
+            .unwrap();
+        expected
+            .iter()
+            .filter(|(service, topic, partition, offset, _)| {
+                !letters.iter().any(|l| {
+                    l.service == *service
+                        && l.source_topic == *topic
+                        && l.source_partition == *partition
+                        && l.source_offset == *offset
+                })
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let all_in = eventually(Duration::from_secs(30), || async {
+        not_dead_lettered().await.is_empty().then_some(())
+    })
+    .await;
+    if all_in.is_none() {
+        panic!("not dead-lettered: {:#?}", not_dead_lettered().await);
+    }
+
+    let login = test
+        .gateway()
+        .login(seed::DEMO_USERNAME, seed::DEMO_PASSWORD)
+        .await;
+    assert_eq!(
+        login.status, 200,
+        "every service still serves: {}",
+        login.text
+    );
+    assert_eq!(login.body["status"], "complete");
+    test.stack.stop().await;
+}
