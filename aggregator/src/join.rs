@@ -183,6 +183,22 @@ impl Joins {
         self.emitted.len()
     }
 
+    /// Drops the pending joins of partitions `keep` refuses (revoked: the
+    /// new owner rebuilds them from the uncommitted inputs); returns how many.
+    pub fn retain_partitions(&mut self, keep: impl Fn(i32) -> bool) -> usize {
+        let before = self.pending.len();
+        let deadlines = &mut self.deadlines;
+        self.pending.retain(|request_id, p| {
+            // Co-partitioned: every part of a request has the same partition number.
+            let kept = p.sources.first().is_none_or(|s| keep(s.partition));
+            if !kept {
+                deadlines.remove(&(p.context.deadline_ms, request_id.clone()));
+            }
+            kept
+        });
+        before - self.pending.len()
+    }
+
     /// Records that `request_id` was answered at `at_ms` (as read back from
     /// `page.completed` after a restart or a rebalance). A join already
     /// rebuilt for it is dropped; its parts are returned to be committed.
@@ -575,5 +591,20 @@ mod tests {
             Added::Expired(_)
         ));
         assert_eq!(joins.pending(), 0);
+    }
+
+    #[test]
+    fn joins_of_revoked_partitions_are_handed_back() {
+        let mut joins = Joins::default();
+        let on = |partition, offset| Source {
+            topic: "t".into(),
+            partition,
+            offset,
+        };
+        joins.add(context("a", 250), user(), Arrival::default(), on(0, 1), 0);
+        joins.add(context("b", 300), user(), Arrival::default(), on(1, 1), 0);
+        assert_eq!(joins.retain_partitions(|p| p == 1), 1);
+        assert_eq!(joins.pending(), 1);
+        assert_eq!(joins.next_deadline(), Some(300));
     }
 }

@@ -156,7 +156,7 @@ impl Aggregator {
                         let record = Inbound::from_message(&message);
                         drop(message);
                         if consumer.context().assignment_generation() != self.loaded_generation {
-                            self.load_answered(&consumer).await?;
+                            self.on_assignment(&consumer).await?;
                         }
                         self.tracker.begin(&record.topic, record.partition, record.offset);
                         let span = self.telemetry.process_span(&record, now_ms());
@@ -282,14 +282,31 @@ impl Aggregator {
             .add(context, part, arrival, source_of(record), now))
     }
 
-    /// Reads back what was answered lately (by this instance before a
-    /// restart, or by the one that had these partitions before), so that
-    /// redelivered parts of those requests are not answered again.
-    async fn load_answered(
+    /// After a (re)assignment: hands back the joins of partitions this
+    /// instance no longer owns, and reads back what was answered lately (by
+    /// this instance before a restart, or by the one that had these
+    /// partitions before), so that redelivered parts are not answered again.
+    async fn on_assignment(
         &mut self,
         consumer: &StreamConsumer<GroupContext>,
     ) -> storefront_runtime::Result<()> {
         let generation = consumer.context().assignment_generation();
+        if let Ok(assignment) = consumer.assignment() {
+            let owned: std::collections::HashSet<(String, i32)> = assignment
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            let requests = self.topics.page_requested.clone();
+            let handed_back = self
+                .joins
+                .retain_partitions(|p| owned.contains(&(requests.clone(), p)));
+            self.tracker
+                .retain_partitions(|topic, p| owned.contains(&(topic.to_owned(), p)));
+            if handed_back > 0 {
+                tracing::info!(handed_back, "joins of revoked partitions handed back");
+            }
+        }
         let (settings, topic) = (self.settings.clone(), self.topics.page_completed.clone());
         let since = Since::Timestamp(now_ms() - join::REMEMBER_EMITTED_MS);
         let answered = tokio::task::spawn_blocking(move || {

@@ -1,8 +1,9 @@
 //! `storefront chaos`: the fault suite. A broker with SQLite storage and the
-//! five services as separate processes (`storefront run <service>`) take a
-//! steady load while each service is killed with SIGKILL once and
-//! restarted, the broker is stopped and started again, and one service is
-//! frozen for a while. Then every request that was accepted (is on
+//! five services as separate processes (`storefront run <service>`, two
+//! aggregators) take a steady load while each service is killed with
+//! SIGKILL once and restarted, the broker is stopped and started again, one
+//! service is frozen for a while, every service is restarted with SIGTERM
+//! in turn, and a burst comes at ten times the rate. Then every request that was accepted (is on
 //! `page.requested`) must have exactly one page on `page.completed`.
 
 use std::{
@@ -108,7 +109,20 @@ impl fmt::Display for ChaosReport {
     }
 }
 
-const SERVICES: [&str; 5] = [
+/// The processes of the suite, by label, and the service each runs. A
+/// second aggregator shares the first one's group, so it takes over the
+/// partitions of the one that is killed.
+const PROCESSES: [(&str, &str); 6] = [
+    ("user-svc", "user-svc"),
+    ("history-svc", "history-svc"),
+    ("ads-svc", "ads-svc"),
+    ("aggregator", "aggregator"),
+    ("aggregator-b", "aggregator"),
+    ("gateway", "gateway"),
+];
+
+/// Killed with SIGKILL once each, in this order.
+const KILLED: [&str; 5] = [
     "user-svc",
     "history-svc",
     "ads-svc",
@@ -119,6 +133,7 @@ const SERVICES: [&str; 5] = [
 /// One service as a child process of the suite.
 struct ServiceProcess {
     name: &'static str,
+    service: &'static str,
     addr: SocketAddr,
     env: Vec<(String, String)>,
     log: PathBuf,
@@ -129,14 +144,15 @@ struct ServiceProcess {
 impl ServiceProcess {
     fn spawn(
         storefront: &Path,
-        name: &'static str,
+        (name, service): (&'static str, &'static str),
         addr: SocketAddr,
         env: Vec<(String, String)>,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
-        let child = Self::start(storefront, name, addr, &env, &log)?;
+        let child = Self::start(storefront, service, addr, &env, &log)?;
         Ok(Self {
             name,
+            service,
             addr,
             env,
             log,
@@ -147,7 +163,7 @@ impl ServiceProcess {
 
     fn start(
         storefront: &Path,
-        name: &str,
+        service: &str,
         addr: SocketAddr,
         env: &[(String, String)],
         log: &Path,
@@ -157,7 +173,7 @@ impl ServiceProcess {
             .append(true)
             .open(log)?;
         Command::new(storefront)
-            .args(["run", name])
+            .args(["run", service])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("STOREFRONT_HTTP_ADDR", addr.to_string())
             .env("STOREFRONT_LOG_FORMAT", "json")
@@ -166,7 +182,7 @@ impl ServiceProcess {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("failed to start {name}"))
+            .with_context(|| format!("failed to start {service}"))
     }
 
     fn pid(&self) -> Option<u32> {
@@ -189,7 +205,7 @@ impl ServiceProcess {
         self.child.start_kill()?;
         self.child.wait().await?;
         tokio::time::sleep(down_for).await;
-        self.child = Self::start(storefront, self.name, self.addr, &self.env, &self.log)?;
+        self.child = Self::start(storefront, self.service, self.addr, &self.env, &self.log)?;
         wait_ready(self.addr, Duration::from_secs(60)).await
     }
 
@@ -202,7 +218,7 @@ impl ServiceProcess {
             Ok(Ok(status)) if status.success() => {}
             other => bail!("{} did not stop cleanly on SIGTERM: {other:?}", self.name),
         }
-        self.child = Self::start(storefront, self.name, self.addr, &self.env, &self.log)?;
+        self.child = Self::start(storefront, self.service, self.addr, &self.env, &self.log)?;
         wait_ready(self.addr, Duration::from_secs(60)).await
     }
 
@@ -292,10 +308,10 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     env.push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker_addr.to_string()));
     env.push(("RUST_LOG".into(), "info,librdkafka=warn".into()));
     let mut services = HashMap::new();
-    for name in SERVICES {
+    for (name, service) in PROCESSES {
         let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
         let log = work_dir.join(format!("{name}.log"));
-        let process = ServiceProcess::spawn(storefront, name, addr, env.clone(), log)?;
+        let process = ServiceProcess::spawn(storefront, (name, service), addr, env.clone(), log)?;
         services.insert(name, process);
     }
     for process in services.values() {
@@ -309,7 +325,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
                 )
             })?;
     }
-    progress(started, "five services ready; steady load starts");
+    progress(started, "services ready; steady load starts");
 
     let gateway = services["gateway"].addr;
     let outcomes = Arc::new(Mutex::new(ChaosReport::default()));
@@ -325,7 +341,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
 
     let step = Duration::from_secs(config.fault_interval_secs);
     let down_for = Duration::from_secs(2);
-    for name in SERVICES {
+    for name in KILLED {
         tokio::time::sleep(step).await;
         progress(started, &format!("SIGKILL {name}"));
         let process = services.get_mut(name).expect("started");
@@ -357,7 +373,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         started,
         "rolling restart: SIGTERM and start each service in turn",
     );
-    for name in SERVICES {
+    for (name, _) in PROCESSES {
         let process = services.get_mut(name).expect("started");
         process.restart_gracefully(storefront).await?;
     }
@@ -392,7 +408,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     report.accepted = accepted;
     report.lost = lost;
     report.duplicated = duplicated;
-    for name in SERVICES {
+    for (name, _) in PROCESSES {
         let process = services.remove(name).expect("started");
         report.peak_rss_kib.push((name, process.stop().await));
     }

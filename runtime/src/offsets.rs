@@ -61,6 +61,13 @@ impl OffsetTracker {
         }
     }
 
+    /// Forgets the partitions `keep` refuses (they were revoked: their
+    /// new owner redelivers what was not committed).
+    pub fn retain_partitions(&mut self, keep: impl Fn(&str, i32) -> bool) {
+        self.partitions
+            .retain(|(topic, partition), _| keep(topic, *partition));
+    }
+
     /// Records still in flight.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.pending.len()).sum()
