@@ -84,19 +84,35 @@ pub trait Contract: Serialize + DeserializeOwned {
     const EVENT_TYPE: &'static str;
     /// The `.avsc` text.
     const SCHEMA_JSON: &'static str;
+    /// Earlier versions of the schema (`avro/previous/`), whose records
+    /// still decode: fields added since are filled from their defaults.
+    const PREVIOUS_SCHEMA_JSON: &'static [&'static str];
     /// The parsed schema with its header, compiled once.
     fn compiled() -> &'static CompiledSchema;
+    /// The earlier versions, compiled once.
+    fn previous() -> &'static [CompiledSchema];
 }
 
 macro_rules! contract {
-    ($ty:ty, $event:literal, $file:literal) => {
+    ($ty:ty, $event:literal, $file:literal $(, previous: $($old:literal),+)?) => {
         impl Contract for $ty {
             const EVENT_TYPE: &'static str = $event;
             const SCHEMA_JSON: &'static str = include_str!(concat!("../avro/", $file));
+            const PREVIOUS_SCHEMA_JSON: &'static [&'static str] =
+                &[$($(include_str!(concat!("../avro/previous/", $old))),+)?];
             fn compiled() -> &'static CompiledSchema {
                 static COMPILED: LazyLock<CompiledSchema> =
                     LazyLock::new(|| CompiledSchema::compile(<$ty as Contract>::SCHEMA_JSON));
                 &COMPILED
+            }
+            fn previous() -> &'static [CompiledSchema] {
+                static PREVIOUS: LazyLock<Vec<CompiledSchema>> = LazyLock::new(|| {
+                    <$ty as Contract>::PREVIOUS_SCHEMA_JSON
+                        .iter()
+                        .map(|json| CompiledSchema::compile(json))
+                        .collect()
+                });
+                &PREVIOUS
             }
         }
     };
@@ -106,7 +122,12 @@ contract!(PageRequested, "page.requested", "page_requested.avsc");
 contract!(UserResolved, "user.resolved", "user_resolved.avsc");
 contract!(HistoryFetched, "history.fetched", "history_fetched.avsc");
 contract!(AdsSelected, "ads.selected", "ads_selected.avsc");
-contract!(PageCompleted, "page.completed", "page_completed.avsc");
+contract!(
+    PageCompleted,
+    "page.completed",
+    "page_completed.avsc",
+    previous: "page_completed.v1.avsc"
+);
 contract!(Customer, "customer", "customer.avsc");
 contract!(Credential, "credential", "credential.avsc");
 contract!(Product, "product", "product.avsc");
@@ -121,6 +142,8 @@ pub struct ContractInfo {
     pub schema_json: &'static str,
     /// `C3 01` + fingerprint: the first ten bytes of every record of this type.
     pub header: [u8; HEADER_LEN],
+    /// Earlier versions of the schema, oldest first.
+    pub previous_schema_json: &'static [&'static str],
 }
 
 /// Every bundled contract.
@@ -132,6 +155,7 @@ pub fn contracts() -> Vec<ContractInfo> {
                 file: $file,
                 schema_json: <$ty as Contract>::SCHEMA_JSON,
                 header: *<$ty as Contract>::compiled().header(),
+                previous_schema_json: <$ty as Contract>::PREVIOUS_SCHEMA_JSON,
             }
         };
     }
@@ -179,19 +203,25 @@ pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() < HEADER_LEN || bytes[..2] != SINGLE_OBJECT_MAGIC {
         return Err(DecodeError::NotSingleObject);
     }
-    if bytes[..HEADER_LEN] != compiled.header {
+    // The writer's schema: the current one, or an earlier version.
+    let Some(writer) = std::iter::once(compiled)
+        .chain(T::previous())
+        .find(|c| bytes[..HEADER_LEN] == c.header)
+    else {
         return Err(DecodeError::UnknownSchema {
             event_type: T::EVENT_TYPE,
             found: hex(&bytes[2..HEADER_LEN]),
             expected: hex(&compiled.header[2..]),
         });
-    }
+    };
     let datum_error = |source| DecodeError::Datum {
         event_type: T::EVENT_TYPE,
         source: Box::new(source),
     };
     let mut datum = &bytes[HEADER_LEN..];
-    let event = GenericDatumReader::builder(&compiled.schema)
+    // Read with the writer's schema into the current type: fields it lacks
+    // take their serde defaults, which match the .avsc defaults.
+    let event = GenericDatumReader::builder(&writer.schema)
         .build()
         .and_then(|reader| reader.read_deser::<T>(&mut datum))
         .map_err(datum_error)?;
