@@ -66,7 +66,10 @@ fn a_page_written_before_milestones_existed_still_decodes() {
     let value = apache_avro::to_value(&page).unwrap().resolve(&v1).unwrap();
     let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
     bytes.extend_from_slice(&v1.fingerprint::<Rabin>().bytes);
-    bytes.extend(apache_avro::to_avro_datum(&v1, value).unwrap());
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&v1)
+        .build()
+        .unwrap();
+    bytes.extend(writer.write_value_to_vec(value).unwrap());
     assert_ne!(bytes[..10], info.header, "v1 has its own fingerprint");
 
     let decoded = decode::<PageCompleted>(&bytes).unwrap();
