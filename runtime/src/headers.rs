@@ -3,7 +3,6 @@
 
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 
-pub const TRACEPARENT: &str = "traceparent";
 pub const REQUEST_ID: &str = "request-id";
 pub const EVENT_TYPE: &str = "event-type";
 /// When the service that wrote the record picked up the input that caused
