@@ -19,8 +19,11 @@ pub struct Source {
 /// One input of a page.
 #[derive(Debug, Clone)]
 pub enum Part {
-    /// The gateway's request: opens the join and starts its deadline.
-    Requested,
+    /// The gateway's request: opens the join and starts its deadline; the
+    /// callback URL, if any, travels on with the page.
+    Requested {
+        callback_url: Option<String>,
+    },
     User {
         status: Resolution,
         rejection: Option<String>,
@@ -58,6 +61,7 @@ struct Pending {
     user: Option<(Resolution, Option<String>, Option<UserProfile>)>,
     history: Option<Vec<Purchase>>,
     ads: Option<Vec<Ad>>,
+    callback_url: Option<String>,
     sources: Vec<Source>,
 }
 
@@ -119,12 +123,13 @@ impl Joins {
                 user: None,
                 history: None,
                 ads: None,
+                callback_url: None,
                 sources: Vec::new(),
             }
         });
         pending.sources.push(source);
         if let Some(sent_by) = arrival.sent_by {
-            if pending.parent.is_none() || matches!(part, Part::Requested) {
+            if pending.parent.is_none() || matches!(part, Part::Requested { .. }) {
                 pending.parent = Some(sent_by.clone());
             }
             if !pending.links.contains(&sent_by) {
@@ -139,7 +144,7 @@ impl Joins {
             pending.milestones.push(milestone);
         }
         match part {
-            Part::Requested => {}
+            Part::Requested { callback_url } => pending.callback_url = callback_url,
             Part::User {
                 status,
                 rejection,
@@ -291,6 +296,7 @@ impl Joins {
                 vec![]
             },
             milestones,
+            callback_url: p.callback_url,
         };
         ReadyPage {
             page,
@@ -369,6 +375,24 @@ mod tests {
     }
 
     #[test]
+    fn the_requests_callback_url_travels_on_with_its_page() {
+        let mut joins = Joins::default();
+        let callback_url = Some("https://shop.example/hooks/pages".to_owned());
+        joins.add(context("r", 250), user(), Arrival::default(), source(1), 1);
+        joins.add(
+            context("r", 250),
+            Part::Requested {
+                callback_url: callback_url.clone(),
+            },
+            Arrival::default(),
+            source(2),
+            2,
+        );
+        let pages = joins.expire(250);
+        assert_eq!(pages[0].page.callback_url, callback_url);
+    }
+
+    #[test]
     fn a_rejected_user_is_answered_at_once() {
         let mut joins = Joins::default();
         let rejected = Part::User {
@@ -394,7 +418,7 @@ mod tests {
         let mut joins = Joins::default();
         joins.add(
             context("r", 250),
-            Part::Requested,
+            Part::Requested { callback_url: None },
             Arrival::default(),
             source(1),
             0,
@@ -429,14 +453,14 @@ mod tests {
         let mut joins = Joins::default();
         joins.add(
             context("r", 100),
-            Part::Requested,
+            Part::Requested { callback_url: None },
             Arrival::default(),
             source(1),
             0,
         );
         joins.add(
             context("q", 300),
-            Part::Requested,
+            Part::Requested { callback_url: None },
             Arrival::default(),
             source(2),
             0,
@@ -504,7 +528,7 @@ mod tests {
         );
         joins.add(
             context("r", 250),
-            Part::Requested,
+            Part::Requested { callback_url: None },
             arrival(1, "aggregator", 3),
             source(1),
             10,

@@ -226,7 +226,13 @@ impl Aggregator {
         let (context, part, picked_up): (RequestContext, Part, _) =
             if record.topic == t.page_requested {
                 let e: PageRequested = record.decode().map_err(|e| e.to_string())?;
-                (e.context, Part::Requested, (SERVICE, Some(now)))
+                (
+                    e.context,
+                    Part::Requested {
+                        callback_url: e.callback_url,
+                    },
+                    (SERVICE, Some(now)),
+                )
             } else if record.topic == t.user_resolved {
                 let e: UserResolved = record.decode().map_err(|e| e.to_string())?;
                 let part = Part::User {

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use gateway::cookies::CookieKey;
+use gateway::{cookies::CookieKey, webhooks::CallbackSettings};
 use storefront_runtime::{KafkaSettings, RunningService, TelemetrySettings};
 use tokio_util::sync::CancellationToken;
 use user_svc::UnsealKey;
@@ -46,6 +46,10 @@ pub struct StackConfig {
     pub max_waiting: usize,
     /// Where every service exports its spans.
     pub telemetry: TelemetrySettings,
+    /// How long login and `POST /api/pages` wait before answering 202.
+    pub sync_budget_ms: u64,
+    /// Who may be called back, and the webhook secret.
+    pub callbacks: CallbackSettings,
 }
 
 impl StackConfig {
@@ -61,6 +65,8 @@ impl StackConfig {
             reply_grace_ms: 1000,
             max_waiting: 10_000,
             telemetry: TelemetrySettings::default(),
+            sync_budget_ms: 2000,
+            callbacks: CallbackSettings::default(),
         }
     }
 
@@ -111,28 +117,25 @@ impl StackConfig {
                 };
                 aggregator::start(settings, shutdown).await
             }
-            Service::Gateway => {
-                gateway::start(
-                    gateway::Settings {
-                        kafka,
-                        telemetry,
-                        http_addr: self.gateway_addr,
-                        user_svc_public_key: self.unseal_key.seal_key(),
-                        cookie_key: self.cookie_key.clone(),
-                        page_deadline_ms: self.page_deadline_ms,
-                        reply_grace_ms: self.reply_grace_ms,
-                        max_body_bytes: 16 * 1024,
-                        max_waiting: self.max_waiting,
-                        session_ttl_secs: 86_400,
-                        cookie_secure: false,
-                        login_attempts_per_user: 10,
-                        login_attempts_per_address: 120,
-                    },
-                    shutdown,
-                )
-                .await
-            }
+            Service::Gateway => gateway::start(self.gateway_settings(), shutdown).await,
         }
+    }
+
+    /// The gateway's settings in this stack.
+    pub fn gateway_settings(&self) -> gateway::Settings {
+        let mut settings = gateway::Settings::new(
+            self.kafka.clone(),
+            self.unseal_key.seal_key(),
+            self.cookie_key.clone(),
+        );
+        settings.telemetry = self.telemetry.clone();
+        settings.http_addr = self.gateway_addr;
+        settings.page_deadline_ms = self.page_deadline_ms;
+        settings.reply_grace_ms = self.reply_grace_ms;
+        settings.sync_budget_ms = self.sync_budget_ms;
+        settings.max_waiting = self.max_waiting;
+        settings.callbacks = self.callbacks.clone();
+        settings
     }
 
     fn service_http_addr(&self, service: Service) -> SocketAddr {

@@ -7,7 +7,24 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// Every error body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: e.g. `invalid_request`, `not_found`.
+    #[schema(example = "invalid_request")]
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -33,8 +50,12 @@ pub enum ApiError {
     BrokerUnavailable,
     #[error("the page was not ready in time")]
     DeadlineExceeded,
+    #[error("{0}")]
+    CallbackRefused(String),
     #[error("no such resource")]
     NotFound,
+    #[error("the request is older than the result lifetime; its result is gone")]
+    Expired,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -44,7 +65,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MalformedJson(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::InvalidRequest(_) | Self::CallbackRefused(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidCredentials | Self::InvalidSession => StatusCode::UNAUTHORIZED,
@@ -52,6 +75,7 @@ impl ApiError {
             Self::NotReady | Self::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Expired => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,7 +94,9 @@ impl ApiError {
             Self::NotReady => "not_ready",
             Self::BrokerUnavailable => "broker_unavailable",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::CallbackRefused(_) => "callback_refused",
             Self::NotFound => "not_found",
+            Self::Expired => "result_expired",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal(_) => "internal",
         }

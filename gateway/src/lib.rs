@@ -1,14 +1,19 @@
 //! gateway: the storefront's HTTP edge. A login or page request becomes a
 //! `page.requested` event carrying this gateway's return address (one of the
 //! `page.completed` partitions it owns); the HTTP request waits for the
-//! aggregator's answer on that partition, and gets a page, a 401, or a 504
-//! when nothing came by the deadline.
+//! aggregator's answer on that partition up to a budget, then answers
+//! `202 Accepted` with a status URL that any gateway can serve.
 
 pub mod cookies;
 pub mod error;
+pub mod expiring;
 pub mod limits;
+pub mod openapi;
 pub mod page;
+pub mod pages;
+pub mod progress;
 pub mod replies;
+pub mod webhooks;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -20,7 +25,7 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
     Json, Router,
 };
 use opentelemetry::{trace::TraceContextExt, Context, KeyValue};
@@ -39,13 +44,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use user_svc::SealKey;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     cookies::{CookieKey, COOKIE_NAME},
     error::ApiError,
+    expiring::ExpiringMap,
     limits::LoginLimits,
     page::PageResponse,
-    replies::{OwnedPartitions, Waiting, REPLY_PARTITIONS},
+    pages::{Accepted, AsyncOptions},
+    progress::RequestLog,
+    replies::{OwnedPartitions, ReplyHandling, Results, Waiting, REPLY_PARTITIONS},
+    webhooks::{CallbackSettings, Webhooks},
 };
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -67,9 +78,17 @@ pub struct Settings {
     /// The page's wall-clock budget: by then the aggregator sends it, complete or partial.
     #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
     pub page_deadline_ms: u64,
-    /// How long past the deadline to wait for the partial page before answering 504.
+    /// How long past the deadline `GET /api/page` waits for the partial page before answering 504.
     #[arg(long, env = "STOREFRONT_REPLY_GRACE_MS", default_value_t = 1000)]
     pub reply_grace_ms: u64,
+    /// How long login and `POST /api/pages` wait for the page before answering 202 Accepted.
+    #[arg(long, env = "STOREFRONT_SYNC_BUDGET_MS", default_value_t = 2000)]
+    pub sync_budget_ms: u64,
+    /// How long a request's status and result can be fetched (then 410 Gone).
+    #[arg(long, env = "STOREFRONT_RESULT_TTL_SECS", default_value_t = 600)]
+    pub result_ttl_secs: u64,
+    #[command(flatten)]
+    pub callbacks: CallbackSettings,
     /// Largest accepted request body.
     #[arg(long, env = "STOREFRONT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -94,6 +113,37 @@ pub struct Settings {
     pub login_attempts_per_address: u32,
 }
 
+impl Settings {
+    /// Settings with the defaults of every option but the keys and the broker.
+    pub fn new(kafka: KafkaSettings, user_svc_public_key: SealKey, cookie_key: CookieKey) -> Self {
+        Self {
+            kafka,
+            telemetry: TelemetrySettings::default(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            user_svc_public_key,
+            cookie_key,
+            page_deadline_ms: 250,
+            reply_grace_ms: 1000,
+            sync_budget_ms: 2000,
+            result_ttl_secs: 600,
+            callbacks: CallbackSettings::default(),
+            max_body_bytes: 16 * 1024,
+            max_waiting: 10_000,
+            session_ttl_secs: 86_400,
+            cookie_secure: false,
+            login_attempts_per_user: 10,
+            login_attempts_per_address: 120,
+        }
+    }
+
+    fn result_ttl_ms(&self) -> i64 {
+        self.result_ttl_secs as i64 * 1000
+    }
+}
+
+/// Results and idempotency keys each gateway remembers (beyond them, the topics are read).
+const REMEMBERED_REQUESTS: usize = 10_000;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -109,25 +159,41 @@ struct Inner {
     waiting: Waiting,
     readiness: Readiness,
     login_limits: LoginLimits,
+    log: RequestLog,
+    results: Results,
+    /// (session, Idempotency-Key) -> the request it started.
+    idempotency: ExpiringMap<(String, String), RequestContext>,
+    webhooks: Webhooks,
 }
 
 /// The server span of one API request: the root of the request's trace.
 #[derive(Clone)]
 struct RequestTrace(Context);
 
-#[derive(Deserialize)]
-struct LoginRequest {
+/// A login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
     username: String,
     password: String,
+    /// Where to POST the result (Standard Webhooks), if anywhere.
+    #[serde(default)]
+    callback_url: Option<String>,
 }
 
 /// The gateway's routes, separate from serving so tests can call it directly.
 pub fn router(state: AppState) -> Router {
     let limit = state.inner.settings.max_body_bytes;
-    let api = Router::new()
-        .route("/api/login", post(login))
-        .route("/api/page", get(page))
-        .route("/api/logout", post(logout))
+    let (api, openapi) = api_routes().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let api = api
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), trace_request));
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
@@ -137,6 +203,24 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+}
+
+/// Every documented route, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::document())
+        .routes(routes!(login))
+        .routes(routes!(page))
+        .routes(routes!(logout))
+        .routes(routes!(pages::create))
+        .routes(routes!(pages::status))
+        .routes(routes!(pages::result))
+        .routes(routes!(pages::events))
+}
+
+/// The OpenAPI description of the gateway's API, as `/api/openapi.json` serves it.
+pub fn openapi_json() -> String {
+    let (_, openapi) = api_routes().split_for_parts();
+    openapi.to_pretty_json().expect("OpenAPI serialises")
 }
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -172,14 +256,39 @@ async fn trace_request(
     response
 }
 
+/// Log in: authenticates and answers with the first page and a session cookie.
+#[utoipa::path(
+    post, path = "/api/login", tag = "pages",
+    request_body = LoginRequest,
+    params(
+        ("Prefer" = Option<String>, Header, description = "`respond-async` answers 202 at once; `wait=N` waits at most N seconds"),
+    ),
+    responses(
+        (status = 200, description = "Logged in: the page, and a session cookie", body = PageResponse),
+        (status = 202, description = "Still running past the sync budget (or `Prefer: respond-async`): the session cookie, and the status URL in `Location`", body = Accepted),
+        (status = 400, description = "Malformed JSON, bad fields or a refused callback URL", body = error::ErrorBody),
+        (status = 401, description = "Wrong username or password", body = error::ErrorBody),
+        (status = 413, description = "Body too large", body = error::ErrorBody),
+        (status = 415, description = "Not JSON", body = error::ErrorBody),
+        (status = 429, description = "Too many attempts or requests; see `Retry-After`", body = error::ErrorBody),
+        (status = 503, description = "Not ready, or no broker", body = error::ErrorBody),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     Extension(RequestTrace(trace)): Extension<RequestTrace>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) =
         body.map_err(|r| ApiError::from_json_rejection(r, state.inner.settings.max_body_bytes))?;
+    let options = AsyncOptions::from_headers(&headers)?;
+    if options.idempotency_key.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "Idempotency-Key is not taken on login: a replayed login would hand out a session without the password; retrying a login is safe".into(),
+        ));
+    }
     let username = request.username.trim();
     if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::InvalidRequest(
@@ -191,6 +300,7 @@ async fn login(
             "password must be 1 to 256 bytes".into(),
         ));
     }
+    let callback_url = state.checked_callback(request.callback_url)?;
     let address = client.map(|Extension(ConnectInfo(addr))| addr.ip());
     state
         .inner
@@ -206,26 +316,52 @@ async fn login(
             .user_svc_public_key
             .seal(request.password.as_bytes()),
     };
-    let page = state
-        .request_page(session, Some(login), false, &trace)
+    let submission = Submission {
+        session,
+        login: Some(login),
+        logout: false,
+        callback_url,
+        idempotency_key: None,
+    };
+    let cookie = state.session_cookie(
+        &state.inner.settings.cookie_key.sign(&session),
+        state.inner.settings.session_ttl_secs,
+    );
+    let answer = state
+        .request_page(submission, state.async_budget(&options), &trace)
         .await?;
-    match page.status {
-        PageStatus::Complete | PageStatus::Partial => {
-            let cookie = state.session_cookie(
-                &state.inner.settings.cookie_key.sign(&session),
-                state.inner.settings.session_ttl_secs,
-            );
-            Ok((
-                [(header::SET_COOKIE, cookie)],
-                Json(PageResponse::from_completed(page)),
-            )
-                .into_response())
+    let page = match answer {
+        Answer::Page(page) => *page,
+        // The cookie comes now, so the client can follow the status URL;
+        // it opens nothing until user-svc accepts the password.
+        Answer::Pending(context) => {
+            let mut response = Accepted::response(&context, None);
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            return Ok(response);
         }
+    };
+    match page.status {
+        PageStatus::Complete | PageStatus::Partial => Ok((
+            [(header::SET_COOKIE, cookie)],
+            Json(PageResponse::from_completed(page)),
+        )
+            .into_response()),
         PageStatus::Rejected => Err(ApiError::InvalidCredentials),
         PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
     }
 }
 
+/// The page of the session in the cookie, waited for synchronously (504 past the deadline).
+#[utoipa::path(
+    get, path = "/api/page", tag = "pages",
+    responses(
+        (status = 200, description = "The page", body = PageResponse),
+        (status = 401, description = "No valid session", body = error::ErrorBody),
+        (status = 429, description = "Shed; see `Retry-After`", body = error::ErrorBody),
+        (status = 503, description = "Not ready, or no broker", body = error::ErrorBody),
+        (status = 504, description = "No page by the deadline and its grace", body = error::ErrorBody),
+    )
+)]
 async fn page(
     State(state): State<AppState>,
     Extension(RequestTrace(trace)): Extension<RequestTrace>,
@@ -233,43 +369,43 @@ async fn page(
 ) -> Result<Response, ApiError> {
     let session =
         session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
-    let page = state.request_page(session, None, false, &trace).await?;
+    let page = state.request_page_sync(session, false, &trace).await?;
     match page.status {
         PageStatus::Complete | PageStatus::Partial => {
             Ok(Json(PageResponse::from_completed(page)).into_response())
         }
-        PageStatus::Rejected => {
-            let mut response = ApiError::InvalidSession.into_response();
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, state.session_cookie("", 0));
-            Ok(response)
-        }
+        PageStatus::Rejected => Ok(state.clear_session(ApiError::InvalidSession.into_response())),
         PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
     }
 }
 
 /// Closes the session in user-svc (so every copy of the cookie stops
 /// working) and forgets it in this browser, even if closing failed.
+#[utoipa::path(
+    post, path = "/api/logout", tag = "pages",
+    responses(
+        (status = 204, description = "Logged out; the cookie is cleared"),
+        (status = 503, description = "Not ready, or no broker (the cookie is cleared all the same)", body = error::ErrorBody),
+        (status = 504, description = "user-svc did not confirm in time (the cookie is cleared all the same)", body = error::ErrorBody),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     Extension(RequestTrace(trace)): Extension<RequestTrace>,
     headers: HeaderMap,
 ) -> Response {
-    let clear = state.session_cookie("", 0);
     let closed = match session_from(&headers, &state.inner.settings.cookie_key) {
         Some(session) => state
-            .request_page(session, None, true, &trace)
+            .request_page_sync(session, true, &trace)
             .await
             .map(drop),
         None => Ok(()),
     };
-    let mut response = match closed {
+    let response = match closed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     };
-    response.headers_mut().insert(header::SET_COOKIE, clear);
-    response
+    state.clear_session(response)
 }
 
 fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
@@ -281,6 +417,23 @@ fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| *name == COOKIE_NAME)
         .find_map(|(_, value)| key.verify(value))
+}
+
+/// One page request as the gateway makes it.
+struct Submission {
+    session: SessionId,
+    login: Option<LoginAttempt>,
+    logout: bool,
+    callback_url: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+/// How waiting for a page ended.
+enum Answer {
+    /// The aggregator's answer came within the budget.
+    Page(Box<PageCompleted>),
+    /// It did not (yet): the request runs on, and its status URL will have it.
+    Pending(RequestContext),
 }
 
 impl AppState {
@@ -300,16 +453,67 @@ impl AppState {
         .expect("cookie values are ASCII")
     }
 
-    /// Sends `page.requested` with this gateway's return address and waits
-    /// for the aggregator's answer. The page comes back with every
-    /// milestone of the request, also added to `trace` as span events.
-    async fn request_page(
+    /// `response` with a header that makes the browser forget its session.
+    fn clear_session(&self, mut response: Response) -> Response {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, self.session_cookie("", 0));
+        response
+    }
+
+    /// The callback URL, if the request named one and it may be called.
+    fn checked_callback(&self, url: Option<String>) -> Result<Option<String>, ApiError> {
+        url.map(|url| {
+            self.inner
+                .webhooks
+                .check(&url)
+                .map(String::from)
+                .map_err(ApiError::CallbackRefused)
+        })
+        .transpose()
+    }
+
+    /// How long an async-capable request waits before its 202.
+    fn async_budget(&self, options: &AsyncOptions) -> Duration {
+        if options.respond_async {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(self.inner.settings.sync_budget_ms)
+        }
+    }
+
+    /// The synchronous flow (`GET /api/page`, logout): the deadline and
+    /// its grace, then 504.
+    async fn request_page_sync(
         &self,
         session: SessionId,
-        login: Option<LoginAttempt>,
         logout: bool,
         trace: &Context,
     ) -> Result<PageCompleted, ApiError> {
+        let settings = &self.inner.settings;
+        let budget = Duration::from_millis(settings.page_deadline_ms + settings.reply_grace_ms);
+        let submission = Submission {
+            session,
+            login: None,
+            logout,
+            callback_url: None,
+            idempotency_key: None,
+        };
+        match self.request_page(submission, budget, trace).await? {
+            Answer::Page(page) => Ok(*page),
+            Answer::Pending(_) => Err(ApiError::DeadlineExceeded),
+        }
+    }
+
+    /// Sends `page.requested` with this gateway's return address and waits
+    /// up to `budget` for the aggregator's answer. The page comes back with
+    /// every milestone of the request, also added to `trace` as span events.
+    async fn request_page(
+        &self,
+        submission: Submission,
+        budget: Duration,
+        trace: &Context,
+    ) -> Result<Answer, ApiError> {
         let inner = &self.inner;
         if !inner.readiness.is_ready() {
             return Err(ApiError::NotReady);
@@ -326,7 +530,7 @@ impl AppState {
         let requested_at_ms = now_ms();
         let context = RequestContext {
             request_id: request_id.clone(),
-            session_id: session.to_string(),
+            session_id: submission.session.to_string(),
             requested_at_ms,
             deadline_ms: requested_at_ms + inner.settings.page_deadline_ms as i64,
             reply_topic: inner.reply_topic.clone(),
@@ -341,10 +545,19 @@ impl AppState {
             session_id = %context.session_id,
             trace_id = %trace::trace_id(trace),
         );
+        if let Some(key) = &submission.idempotency_key {
+            inner.idempotency.insert(
+                (context.session_id.clone(), key.clone()),
+                context.clone(),
+                requested_at_ms,
+            );
+        }
         let event = PageRequested {
-            context,
-            login,
-            logout,
+            context: context.clone(),
+            login: submission.login,
+            logout: submission.logout,
+            callback_url: submission.callback_url,
+            idempotency_key: submission.idempotency_key,
         };
         let record = Outbound::event(
             &inner.page_requested,
@@ -354,28 +567,24 @@ impl AppState {
             &event,
         );
         let reply = inner.waiting.register(&request_id);
-        let give_up =
-            Duration::from_millis(inner.settings.page_deadline_ms + inner.settings.reply_grace_ms);
-        let mut enqueued_at_ms = None;
-        let answer = tokio::time::timeout(give_up, async {
-            inner
-                .producer
-                .send(&record)
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            enqueued_at_ms = Some(now_ms());
-            reply
-                .await
-                .map_err(|_| ApiError::Internal("reply channel closed".into()))
-        })
-        .instrument(log.clone())
-        .await;
+        let sent = inner
+            .producer
+            .send(&record)
+            .instrument(log.clone())
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()));
+        if let Err(error) = sent {
+            inner.waiting.forget(&request_id);
+            return Err(error);
+        }
+        let enqueued_at_ms = now_ms();
+        let answer = tokio::time::timeout(budget, reply).await;
         inner.waiting.forget(&request_id);
         let _entered = log.enter();
         let outcome = match &answer {
             Ok(Ok(page)) => status_name(page.status),
             Ok(Err(_)) => "failed",
-            Err(_) => "timeout",
+            Err(_) => "accepted",
         };
         self.telemetry()
             .metrics()
@@ -387,20 +596,25 @@ impl AppState {
             service: "gateway".into(),
             at_ms,
         };
-        let mut milestones = vec![gateway_milestone("initiated", requested_at_ms)];
-        milestones.extend(enqueued_at_ms.map(|at| gateway_milestone("enqueued", at)));
+        let mut milestones = vec![
+            gateway_milestone("initiated", requested_at_ms),
+            gateway_milestone("enqueued", enqueued_at_ms),
+        ];
         let result = match answer {
             Ok(Ok(mut page)) => {
                 milestones.append(&mut page.milestones);
                 milestones.push(gateway_milestone("delivered", now_ms()));
                 page.milestones = milestones.clone();
                 tracing::info!(status = ?page.status, missing = ?page.missing, "answered");
-                Ok(page)
+                Ok(Answer::Page(Box::new(page)))
             }
-            Ok(Err(error)) => Err(error),
+            Ok(Err(_)) => Err(ApiError::Internal("reply channel closed".into())),
             Err(_) => {
-                tracing::warn!("no page by the deadline");
-                Err(ApiError::DeadlineExceeded)
+                tracing::info!(
+                    budget_ms = budget.as_millis() as u64,
+                    "no page within the budget; the request runs on"
+                );
+                Ok(Answer::Pending(context))
             }
         };
         for milestone in milestones {
@@ -435,7 +649,6 @@ pub async fn start(
     let telemetry = Telemetry::new("gateway", &settings.telemetry)?;
     let producer = EventProducer::new(&settings.kafka, &telemetry)?;
     let owned = OwnedPartitions::default();
-    let waiting = Waiting::default();
     let consumer = replies::subscribe(
         &settings.kafka,
         owned.clone(),
@@ -443,18 +656,21 @@ pub async fn start(
         telemetry.metrics().clone(),
     )?;
 
+    let http_addr = settings.http_addr;
+    let state = AppState::new(settings, producer.clone(), owned, readiness.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
-    let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone());
+    let handling = ReplyHandling {
+        waiting: state.inner.waiting.clone(),
+        results: state.inner.results.clone(),
+        webhooks: state.inner.webhooks.clone(),
+        dead_letters: DeadLetters::new(producer, topics.dead_letters.clone()),
+    };
     tasks.spawn(replies::deliver_replies(
         consumer,
-        waiting.clone(),
-        dead_letters,
+        handling,
         shutdown.clone(),
     ));
-
-    let http_addr = settings.http_addr;
-    let state = AppState::new(settings, producer, owned, waiting, readiness.clone());
     let http_addr = service::serve_http(
         &mut tasks,
         http_addr,
@@ -475,7 +691,6 @@ impl AppState {
         settings: Settings,
         producer: EventProducer,
         owned: OwnedPartitions,
-        waiting: Waiting,
         readiness: Readiness,
     ) -> Self {
         let topics = settings.kafka.topics();
@@ -483,15 +698,25 @@ impl AppState {
             settings.login_attempts_per_user,
             settings.login_attempts_per_address,
         );
+        let webhooks = Webhooks::new(
+            &settings.callbacks,
+            producer.clone(),
+            topics.callback_reported.clone(),
+        );
+        let ttl_ms = settings.result_ttl_ms();
         Self {
             inner: Arc::new(Inner {
                 login_limits,
                 page_requested: topics.page_requested,
                 reply_topic: topics.page_completed,
+                log: RequestLog::new(&settings.kafka),
+                results: Arc::new(ExpiringMap::new(REMEMBERED_REQUESTS, ttl_ms)),
+                idempotency: ExpiringMap::new(REMEMBERED_REQUESTS, ttl_ms),
+                webhooks,
                 settings,
                 producer,
                 owned,
-                waiting,
+                waiting: Waiting::default(),
                 readiness,
             }),
         }
@@ -515,28 +740,21 @@ mod tests {
 
     fn build_not_ready_router() -> Router {
         let kafka = KafkaSettings::new("127.0.0.1:9");
-        let settings = Settings {
-            kafka: kafka.clone(),
-            telemetry: TelemetrySettings::default(),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            user_svc_public_key: user_svc::UnsealKey::generate().seal_key(),
-            cookie_key: CookieKey::generate(),
-            page_deadline_ms: 250,
-            reply_grace_ms: 1000,
-            max_body_bytes: 1024,
-            max_waiting: 10,
-            session_ttl_secs: 60,
-            cookie_secure: false,
-            login_attempts_per_user: 10,
-            login_attempts_per_address: 120,
-        };
+        let mut settings = Settings::new(
+            kafka.clone(),
+            user_svc::UnsealKey::generate().seal_key(),
+            CookieKey::generate(),
+        );
+        settings.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.max_body_bytes = 1024;
+        settings.max_waiting = 10;
+        settings.session_ttl_secs = 60;
         let producer = EventProducer::new(&kafka, &Telemetry::local("gateway-test")).unwrap();
         let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
         router(AppState::new(
             settings,
             producer,
             OwnedPartitions::default(),
-            Waiting::default(),
             readiness,
         ))
     }

@@ -1,41 +1,51 @@
-//! The page JSON of the HTTP contract.
+//! The page JSON of the HTTP contract, and the result of a finished
+//! request as every channel gives it (result endpoint, event stream, webhook).
 
+use axum::{http::StatusCode, response::IntoResponse};
 use serde::Serialize;
 use storefront_schemas::{PageCompleted, PageStatus};
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
+use crate::{error::ApiError, progress::CallbackState};
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PageResponse {
     pub request_id: String,
+    /// `complete`, or `partial` when some parts missed the deadline.
+    #[schema(example = "complete")]
     pub status: &'static str,
     pub missing: Vec<String>,
     pub page: PageBody,
     /// When the request was initiated, enqueued, picked up by each service,
     /// completed and delivered.
     pub milestones: Vec<MilestoneView>,
+    /// Where the delivery to the request's callback URL stands, if it named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackState>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MilestoneView {
     pub stage: String,
     pub service: String,
     pub at_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PageBody {
     pub user: Option<UserView>,
     pub recent_purchases: Vec<PurchaseView>,
     pub ads: Vec<AdView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub id: String,
     pub name: String,
     pub city: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PurchaseView {
     pub product_id: String,
     pub name: String,
@@ -44,7 +54,7 @@ pub struct PurchaseView {
     pub purchased_at_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AdView {
     pub product_id: String,
     pub name: String,
@@ -100,6 +110,45 @@ impl PageResponse {
                     at_ms: m.at_ms,
                 })
                 .collect(),
+            callback: None,
         }
+    }
+}
+
+/// The result of a finished request: the page (200), or the error it
+/// ended in (401 for a rejected login or session, 504 when the user could
+/// not be resolved by the deadline), as a status and a JSON body.
+pub fn result_of(
+    page: &PageCompleted,
+    callback: Option<&CallbackState>,
+) -> (StatusCode, serde_json::Value) {
+    let error = match page.status {
+        PageStatus::Complete | PageStatus::Partial => {
+            let mut response = PageResponse::from_completed(page.clone());
+            response.callback = callback.cloned();
+            let body = serde_json::to_value(response).expect("JSON serialises");
+            return (StatusCode::OK, body);
+        }
+        PageStatus::Rejected
+            if page.rejection.as_deref() == Some(user_svc::rejection::INVALID_CREDENTIALS) =>
+        {
+            ApiError::InvalidCredentials
+        }
+        PageStatus::Rejected => ApiError::InvalidSession,
+        PageStatus::Unavailable => ApiError::DeadlineExceeded,
+    };
+    let mut body = serde_json::json!({
+        "request_id": page.context.request_id,
+        "error": {"code": error.code(), "message": error.to_string()},
+    });
+    if let Some(callback) = callback {
+        body["callback"] = serde_json::to_value(callback).expect("JSON serialises");
+    }
+    (error.status(), body)
+}
+
+impl IntoResponse for PageResponse {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self).into_response()
     }
 }

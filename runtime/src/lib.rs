@@ -10,6 +10,7 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod offsets;
+pub mod partitioner;
 pub mod processor;
 pub mod producer;
 pub mod reference;

@@ -18,6 +18,7 @@ pub struct Topics {
     pub history_fetched: String,
     pub ads_selected: String,
     pub page_completed: String,
+    pub callback_reported: String,
     pub customers: String,
     pub credentials: String,
     pub catalog: String,
@@ -35,6 +36,7 @@ impl Topics {
             history_fetched: name("history.fetched"),
             ads_selected: name("ads.selected"),
             page_completed: name("page.completed"),
+            callback_reported: name("callback.reported"),
             customers: name("customers"),
             credentials: name("credentials"),
             catalog: name("catalog"),
@@ -45,13 +47,14 @@ impl Topics {
     }
 
     /// Topics that carry one request's events, keyed and co-partitioned by session.
-    pub fn request_path(&self) -> [&str; 5] {
+    pub fn request_path(&self) -> [&str; 6] {
         [
             &self.page_requested,
             &self.user_resolved,
             &self.history_fetched,
             &self.ads_selected,
             &self.page_completed,
+            &self.callback_reported,
         ]
     }
 

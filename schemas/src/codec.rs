@@ -15,8 +15,8 @@ use apache_avro::{
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    AdsSelected, Credential, Customer, HistoryFetched, Order, PageCompleted, PageRequested,
-    Product, Session, UserResolved,
+    AdsSelected, CallbackReported, Credential, Customer, HistoryFetched, Order, PageCompleted,
+    PageRequested, Product, Session, UserResolved,
 };
 
 /// The two marker bytes that open every single-object encoded record.
@@ -118,7 +118,12 @@ macro_rules! contract {
     };
 }
 
-contract!(PageRequested, "page.requested", "page_requested.avsc");
+contract!(
+    PageRequested,
+    "page.requested",
+    "page_requested.avsc",
+    previous: "page_requested.v1.avsc"
+);
 contract!(UserResolved, "user.resolved", "user_resolved.avsc");
 contract!(HistoryFetched, "history.fetched", "history_fetched.avsc");
 contract!(AdsSelected, "ads.selected", "ads_selected.avsc");
@@ -126,7 +131,12 @@ contract!(
     PageCompleted,
     "page.completed",
     "page_completed.avsc",
-    previous: "page_completed.v1.avsc"
+    previous: "page_completed.v1.avsc", "page_completed.v2.avsc"
+);
+contract!(
+    CallbackReported,
+    "callback.reported",
+    "callback_reported.avsc"
 );
 contract!(Customer, "customer", "customer.avsc");
 contract!(Credential, "credential", "credential.avsc");
@@ -170,6 +180,7 @@ pub fn contracts() -> Vec<ContractInfo> {
         row!(Product, "product.avsc"),
         row!(Order, "order.avsc"),
         row!(Session, "session.avsc"),
+        row!(CallbackReported, "callback_reported.avsc"),
     ]
 }
 

@@ -32,6 +32,12 @@ pub struct PageRequested {
     /// Close the session rather than render a page.
     #[serde(default)]
     pub logout: bool,
+    /// Where to POST the result (Standard Webhooks), if anywhere.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The client's `Idempotency-Key`, if it sent one.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +127,9 @@ pub struct PageCompleted {
     /// Added with a default, so the schema stays compatible with its first version.
     #[serde(default)]
     pub milestones: Vec<Milestone>,
+    /// Copied from the request: where the result is POSTed.
+    #[serde(default)]
+    pub callback_url: Option<String>,
 }
 
 /// One step of a request through the services.
@@ -131,4 +140,26 @@ pub struct Milestone {
     pub stage: String,
     pub service: String,
     pub at_ms: i64,
+}
+
+/// How a callback delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[serde(rename = "callback_outcome")]
+pub enum CallbackOutcome {
+    Delivered,
+    Failed,
+}
+
+/// `callback.reported`: the result reached the callback URL, or was given up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "callback_reported")]
+pub struct CallbackReported {
+    pub context: RequestContext,
+    pub url: String,
+    pub webhook_id: String,
+    pub outcome: CallbackOutcome,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub reported_at_ms: i64,
 }

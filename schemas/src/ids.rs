@@ -33,6 +33,18 @@ macro_rules! uuid_id {
             pub fn as_uuid(&self) -> &uuid::Uuid {
                 &self.0
             }
+
+            /// When a time-ordered identifier was made (Unix ms); `None`
+            /// for a UUID that carries no time.
+            pub fn created_at_ms(&self) -> Option<i64> {
+                let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+                Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
+            }
+
+            /// An identifier derived from 16 bytes of a keyed hash (UUIDv8).
+            pub fn derived(bytes: [u8; 16]) -> Self {
+                Self(uuid::Uuid::new_v8(bytes))
+            }
         }
 
         impl Default for $name {

@@ -13,8 +13,9 @@ pub use codec::{
     MAX_ENCODED_BYTES, SINGLE_OBJECT_MAGIC,
 };
 pub use events::{
-    Ad, AdsSelected, HistoryFetched, LoginAttempt, Milestone, PageCompleted, PageRequested,
-    PageStatus, Purchase, RequestContext, Resolution, UserProfile, UserResolved,
+    Ad, AdsSelected, CallbackOutcome, CallbackReported, HistoryFetched, LoginAttempt, Milestone,
+    PageCompleted, PageRequested, PageStatus, Purchase, RequestContext, Resolution, UserProfile,
+    UserResolved,
 };
 pub use ids::{CustomerId, IdError, ProductId, RequestId, SessionId};
 pub use reference::{Credential, Customer, Order, Product, Session};

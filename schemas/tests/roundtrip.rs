@@ -94,9 +94,11 @@ proptest! {
         context in context(),
         logout in any::<bool>(),
         login in proptest::option::of((text(), proptest::collection::vec(any::<u8>(), 0..64))),
+        callback_url in proptest::option::of(text()),
+        idempotency_key in proptest::option::of(text()),
     ) {
         let login = login.map(|(username, sealed_password)| LoginAttempt { username, sealed_password });
-        assert_round_trip(PageRequested { context, login, logout });
+        assert_round_trip(PageRequested { context, login, logout, callback_url, idempotency_key });
     }
 
     #[test]
@@ -138,12 +140,13 @@ proptest! {
         recent_purchases in proptest::collection::vec(purchase(), 0..4),
         ads in proptest::collection::vec(ad(), 0..4),
         milestones in proptest::collection::vec((text(), text(), any::<i64>()), 0..6),
+        callback_url in proptest::option::of(text()),
     ) {
         let milestones = milestones
             .into_iter()
             .map(|(stage, service, at_ms)| Milestone { stage, service, at_ms })
             .collect();
-        assert_round_trip(PageCompleted { context, status, missing, rejection, user, recent_purchases, ads, milestones });
+        assert_round_trip(PageCompleted { context, status, missing, rejection, user, recent_purchases, ads, milestones, callback_url });
     }
 
     #[test]
@@ -171,6 +174,20 @@ proptest! {
         assert_round_trip(Session { session_id, customer_id, opened_at_ms, expires_at_ms });
     }
 
+    #[test]
+    fn callback_reported_round_trips(
+        context in context(),
+        url in text(),
+        webhook_id in text(),
+        delivered in any::<bool>(),
+        attempts in any::<i32>(),
+        last_error in proptest::option::of(text()),
+        reported_at_ms in any::<i64>(),
+    ) {
+        let outcome = if delivered { CallbackOutcome::Delivered } else { CallbackOutcome::Failed };
+        assert_round_trip(CallbackReported { context, url, webhook_id, outcome, attempts, last_error, reported_at_ms });
+    }
+
 }
 
 /// What decoding `bytes` as every contract gives (errors as text), without panicking.
@@ -189,6 +206,7 @@ fn decode_as_every_contract(bytes: &[u8]) -> Vec<Result<(), String>> {
         one::<Product>(bytes),
         one::<Order>(bytes),
         one::<Session>(bytes),
+        one::<CallbackReported>(bytes),
     ]
 }
 
@@ -228,16 +246,17 @@ proptest! {
             recent_purchases: purchases,
             ads,
             milestones: vec![],
+            callback_url: None,
         };
         let bytes = encode(&page);
         prop_assert!(decode::<PageCompleted>(&bytes[..cut.index(bytes.len())]).is_err());
-        let request = encode(&PageRequested { context, login: None, logout: false });
+        let request = encode(&PageRequested { context, login: None, logout: false, callback_url: None, idempotency_key: None });
         prop_assert!(decode::<PageRequested>(&request[..cut.index(request.len())]).is_err());
     }
 
     #[test]
     fn a_record_never_decodes_as_another_contract(context in context(), logout in any::<bool>()) {
-        let bytes = encode(&PageRequested { context, login: None, logout });
+        let bytes = encode(&PageRequested { context, login: None, logout, callback_url: None, idempotency_key: None });
         let outcomes = decode_as_every_contract(&bytes);
         prop_assert!(outcomes[0].is_ok());
         for outcome in &outcomes[1..] {

@@ -273,6 +273,8 @@ async fn hostile_records_on_every_input_topic_are_dead_lettered_by_each_reader_a
         },
         login: None,
         logout: false,
+        callback_url: None,
+        idempotency_key: None,
     });
     let session = storefront_schemas::encode(&storefront_schemas::Session {
         session_id: "s".into(),

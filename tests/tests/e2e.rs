@@ -521,6 +521,8 @@ async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
         },
         login: None,
         logout: false,
+        callback_url: None,
+        idempotency_key: None,
     };
     let producer = storefront_runtime::EventProducer::new(
         stack.kafka(),
