@@ -289,8 +289,7 @@ pub async fn deliver_replies(
                         tokio::spawn(
                             async move {
                                 let _permit = deliveries.acquire_owned().await;
-                                let body = serde_json::to_vec(&result_of(&page, None).1)
-                                    .expect("JSON serialises");
+                                let body = webhook_body(&page);
                                 let report = handling.webhooks.deliver(&page, &url, &body).await;
                                 let request_id = page.context.request_id.clone();
                                 handling.results.insert(
@@ -334,4 +333,17 @@ pub async fn deliver_replies(
     }
     processor::commit_and_close(consumer).await;
     Ok(())
+}
+
+/// What a callback receives: the result as the result endpoint gives it,
+/// in the Standard Webhooks payload shape (`type`, `data`).
+fn webhook_body(page: &PageCompleted) -> Vec<u8> {
+    let (status, result) = result_of(page, None);
+    let body = serde_json::json!({
+        "type": "page.completed",
+        "request_id": page.context.request_id,
+        "http_status": status.as_u16(),
+        "data": result,
+    });
+    serde_json::to_vec(&body).expect("JSON serialises")
 }

@@ -3,7 +3,9 @@
 //! free ports, and helpers to call the gateway and read topics back.
 
 pub mod python;
+pub mod sse;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 
@@ -92,7 +94,23 @@ impl TestStack {
 /// thread for the life of the test process.
 pub fn shared() -> &'static SharedStack {
     static SHARED: OnceLock<SharedStack> = OnceLock::new();
-    SHARED.get_or_init(|| {
+    SHARED.get_or_init(|| SharedStack::spawn(&Service::ALL, |c| c.page_deadline_ms = 3_000))
+}
+
+pub struct SharedStack {
+    pub gateway: SocketAddr,
+    pub config: StackConfig,
+    pub dataset: Dataset,
+}
+
+impl SharedStack {
+    /// Starts a seeded stack of `services` on its own runtime thread, which
+    /// serves it for the life of the test process.
+    pub fn spawn(
+        services: &[Service],
+        configure: impl FnOnce(&mut StackConfig) + Send + 'static,
+    ) -> SharedStack {
+        let services = services.to_vec();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +119,7 @@ pub fn shared() -> &'static SharedStack {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let test = TestStack::start(&Service::ALL, 3_000).await;
+                let test = TestStack::start_with(&services, configure).await;
                 tx.send(SharedStack {
                     gateway: test.stack.gateway_addr().unwrap(),
                     config: test.config.clone(),
@@ -113,16 +131,8 @@ pub fn shared() -> &'static SharedStack {
         });
         rx.recv_timeout(Duration::from_secs(120))
             .expect("the shared stack starts")
-    })
-}
+    }
 
-pub struct SharedStack {
-    pub gateway: SocketAddr,
-    pub config: StackConfig,
-    pub dataset: Dataset,
-}
-
-impl SharedStack {
     pub fn gateway(&self) -> Gateway {
         Gateway::at(self.gateway)
     }
@@ -163,8 +173,21 @@ impl Gateway {
     pub fn at(addr: SocketAddr) -> Self {
         Self {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            // Redirects (303 to a result) are for the tests to see and follow.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
         }
+    }
+
+    /// A request to `path`, to add headers to before [`Self::send`].
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        Self::read(request).await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Reply {

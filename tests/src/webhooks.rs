@@ -1,0 +1,142 @@
+//! A webhook receiver for the tests. It records every delivery and answers
+//! as its path says: `/ok` takes everything, `/flaky/N` fails the first N
+//! deliveries of each webhook-id with 503, `/down` always fails. Signatures
+//! are checked with the Standard Webhooks reference library (Python).
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::post,
+    Router,
+};
+
+const VERIFY: &str = include_str!("../python/verify_webhooks.py");
+
+/// One POST the receiver got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    pub status: u16,
+}
+
+impl Delivery {
+    pub fn webhook_id(&self) -> &str {
+        self.headers.get("webhook-id").map_or("", String::as_str)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Recorded(Arc<Mutex<Vec<Delivery>>>);
+
+/// A receiver listening on 127.0.0.1.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    recorded: Recorded,
+}
+
+impl Receiver {
+    /// Starts the receiver on the current runtime.
+    pub async fn start() -> Self {
+        let recorded = Recorded::default();
+        let app = Router::new()
+            .route("/{*path}", post(receive))
+            .with_state(recorded.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, recorded }
+    }
+
+    /// The URL of `path` on this receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every delivery so far, oldest first.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.recorded.0.lock().unwrap().clone()
+    }
+
+    /// The deliveries of one request (webhook-id `msg_<request_id>`).
+    pub fn deliveries_of(&self, request_id: &str) -> Vec<Delivery> {
+        let id = format!("msg_{request_id}");
+        self.deliveries()
+            .into_iter()
+            .filter(|d| d.webhook_id() == id)
+            .collect()
+    }
+}
+
+async fn receive(
+    State(recorded): State<Recorded>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let headers: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut deliveries = recorded.0.lock().unwrap();
+    let id = headers.get("webhook-id").cloned().unwrap_or_default();
+    let earlier = deliveries
+        .iter()
+        .filter(|d| d.headers.get("webhook-id") == Some(&id))
+        .count();
+    let status = match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["ok"] => StatusCode::NO_CONTENT,
+        ["flaky", n] if earlier >= n.parse().unwrap_or(0) => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    deliveries.push(Delivery {
+        path: format!("/{path}"),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status: status.as_u16(),
+    });
+    status
+}
+
+/// Checks each delivery's signature with the reference library: "ok" or why not.
+pub fn verify(secret: &str, deliveries: &[Delivery]) -> Vec<String> {
+    let input: Vec<serde_json::Value> = deliveries
+        .iter()
+        .map(|d| serde_json::json!({"headers": d.headers, "body": d.body}))
+        .collect();
+    let mut child = Command::new(super::python::python())
+        .args(["-c", VERIFY, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python runs (scripts/prepare.sh --test installs standardwebhooks)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the verifier failed");
+    serde_json::from_slice(&output.stdout).expect("the verifier prints JSON")
+}
