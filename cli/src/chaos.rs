@@ -62,6 +62,8 @@ pub struct ChaosReport {
     pub shed: u64,
     /// 503: the gateway could not publish (broker down) or was not ready.
     pub unavailable: u64,
+    /// 202: a login still running past the sync budget (its page comes later, at its status URL).
+    pub running_on: u64,
     /// 504: accepted, no page by the deadline (the page still comes, late).
     pub timed_out: u64,
     /// No HTTP answer: the gateway process was down.
@@ -88,6 +90,7 @@ impl fmt::Display for ChaosReport {
         writeln!(f, "  rejected (401)     {}", self.rejected)?;
         writeln!(f, "  shed (429)         {}", self.shed)?;
         writeln!(f, "  unavailable (503)  {}", self.unavailable)?;
+        writeln!(f, "  running on (202)   {}", self.running_on)?;
         writeln!(f, "  timed out (504)    {}", self.timed_out)?;
         writeln!(f, "  refused (no HTTP)  {}", self.refused)?;
         writeln!(f, "  other              {}", self.other)?;
@@ -591,6 +594,7 @@ async fn steady_load(
                 }
                 (Some(429), _) => report.shed += 1,
                 (Some(503), _) => report.unavailable += 1,
+                (Some(202), _) => report.running_on += 1,
                 (Some(504), _) => report.timed_out += 1,
                 _ => report.other += 1,
             }

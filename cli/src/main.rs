@@ -122,6 +122,12 @@ struct UpArgs {
     fetch_wait_ms: u32,
     #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
     page_deadline_ms: u64,
+    /// How long login and `POST /api/pages` wait before answering 202.
+    #[arg(long, env = "STOREFRONT_SYNC_BUDGET_MS", default_value_t = 2000)]
+    sync_budget_ms: u64,
+    /// Webhooks: the secret (else the one in the data directory's keys.env) and the allowed hosts.
+    #[command(flatten)]
+    callbacks: gateway::webhooks::CallbackSettings,
     #[command(flatten)]
     seed: SeedConfig,
     #[command(flatten)]
@@ -234,14 +240,18 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("failed to seed")?;
     print_seed_report(&report);
 
-    let (unseal_key, cookie_key) = keys::load_or_create(&args.data_dir.join("keys.env"))?;
+    let keys = keys::load_or_create(&args.data_dir.join("keys.env"))?;
+    let mut callbacks = args.callbacks;
+    callbacks.webhook_secret.get_or_insert(keys.webhook);
     let config = StackConfig {
         gateway_addr: args.http_addr,
         service_addr: args.services_addr,
         page_deadline_ms: args.page_deadline_ms,
-        unseal_key,
-        cookie_key,
+        sync_budget_ms: args.sync_budget_ms,
+        unseal_key: keys.unseal,
+        cookie_key: keys.cookie,
         telemetry: args.telemetry,
+        callbacks,
         ..StackConfig::new(kafka)
     };
     eprintln!("Starting the services (they load the reference data first)...");
