@@ -217,12 +217,6 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pages::events))
 }
 
-/// The OpenAPI description of the gateway's API, as `/api/openapi.json` serves it.
-pub fn openapi_json() -> String {
-    let (_, openapi) = api_routes().split_for_parts();
-    openapi.to_pretty_json().expect("OpenAPI serialises")
-}
-
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
 /// Opens the request's server span, lends it to the handler, and closes it
