@@ -62,6 +62,12 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringMap<K, V> {
             .map(|(_, value)| value.clone())
     }
 
+    /// Forgets `key`: its entry in the insertion queue goes when it reaches the front.
+    pub fn remove(&self, key: &K) -> Option<V> {
+        let mut entries = self.inner.lock().expect("expiring map lock");
+        entries.values.remove(key).map(|(_, value)| value)
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().expect("expiring map lock").values.len()
     }
@@ -83,6 +89,17 @@ mod tests {
         assert_eq!(map.get(&"a", 101), None);
         map.insert("b", 2, 300);
         assert_eq!(map.len(), 1, "the expired entry was dropped");
+    }
+
+    #[test]
+    fn a_removed_key_is_gone_and_a_reinsert_survives_its_old_queue_entry() {
+        let map = ExpiringMap::new(1, 1_000);
+        map.insert("a", 1, 0);
+        assert_eq!(map.remove(&"a"), Some(1));
+        assert_eq!(map.get(&"a", 0), None);
+        assert!(map.is_empty());
+        map.insert("a", 2, 1);
+        assert_eq!(map.get(&"a", 1), Some(2), "the stale queue entry did not evict it");
     }
 
     #[test]

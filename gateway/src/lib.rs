@@ -172,7 +172,6 @@ struct RequestTrace(Context);
 
 /// A login.
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     username: String,
     password: String,
@@ -569,6 +568,12 @@ impl AppState {
             .map_err(|e| ApiError::Internal(e.to_string()));
         if let Err(error) = sent {
             inner.waiting.forget(&request_id);
+            // The request was not recorded: a retry with this key must start it, not find it.
+            if let Some(key) = &event.idempotency_key {
+                inner
+                    .idempotency
+                    .remove(&(event.context.session_id.clone(), key.clone()));
+            }
             return Err(error);
         }
         let enqueued_at_ms = now_ms();
@@ -578,7 +583,7 @@ impl AppState {
         let outcome = match &answer {
             Ok(Ok(page)) => status_name(page.status),
             Ok(Err(_)) => "failed",
-            Err(_) => "accepted",
+            Err(_) => "timeout",
         };
         self.telemetry()
             .metrics()

@@ -9,7 +9,7 @@
 //! request's return address. No gateway reads every reply.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -155,6 +155,9 @@ pub struct RequestLog {
     settings: KafkaSettings,
     topics: Topics,
     readers: Arc<Mutex<Vec<PartitionReader>>>,
+    /// Partitions of the request-path topics, read once: the topics are
+    /// co-partitioned and a change of count would remap every session anyway.
+    partitions: Arc<OnceLock<i32>>,
 }
 
 impl RequestLog {
@@ -163,6 +166,7 @@ impl RequestLog {
             topics: settings.topics(),
             settings: settings.clone(),
             readers: Arc::default(),
+            partitions: Arc::default(),
         }
     }
 
@@ -245,10 +249,21 @@ impl RequestLog {
         reader: &PartitionReader,
         session_id: &str,
     ) -> Result<i32, ApiError> {
-        let partitions = reader
-            .partitions_of(&self.topics.page_requested)
-            .map_err(unavailable)?
-            .len() as i32;
+        let partitions = match self.partitions.get() {
+            Some(count) => *count,
+            None => {
+                let count = reader
+                    .partitions_of(&self.topics.page_requested)
+                    .map_err(unavailable)?
+                    .len() as i32;
+                if count == 0 {
+                    return Err(unavailable(storefront_runtime::Error::TimedOut(
+                        "the partitions of page.requested",
+                    )));
+                }
+                *self.partitions.get_or_init(|| count)
+            }
+        };
         Ok(partition_for_key(session_id.as_bytes(), partitions))
     }
 
