@@ -87,6 +87,8 @@ pub trait Contract: Serialize + DeserializeOwned {
     /// Earlier versions of the schema (`avro/previous/`), whose records
     /// still decode: fields added since are filled from their defaults.
     const PREVIOUS_SCHEMA_JSON: &'static [&'static str];
+    /// The file names of those versions under `avro/previous/`, in the same order.
+    const PREVIOUS_FILES: &'static [&'static str];
     /// The parsed schema with its header, compiled once.
     fn compiled() -> &'static CompiledSchema;
     /// The earlier versions, compiled once.
@@ -100,6 +102,7 @@ macro_rules! contract {
             const SCHEMA_JSON: &'static str = include_str!(concat!("../avro/", $file));
             const PREVIOUS_SCHEMA_JSON: &'static [&'static str] =
                 &[$($(include_str!(concat!("../avro/previous/", $old))),+)?];
+            const PREVIOUS_FILES: &'static [&'static str] = &[$($($old),+)?];
             fn compiled() -> &'static CompiledSchema {
                 static COMPILED: LazyLock<CompiledSchema> =
                     LazyLock::new(|| CompiledSchema::compile(<$ty as Contract>::SCHEMA_JSON));
@@ -118,6 +121,9 @@ macro_rules! contract {
     };
 }
 
+// A schema is changed only with its released text kept: the version that was
+// current moves to `avro/previous/` and is named here, and every released
+// version has a line in `avro/released.txt` (checked by `tests/evolution.rs`).
 contract!(
     PageRequested,
     "page.requested",
@@ -154,6 +160,8 @@ pub struct ContractInfo {
     pub header: [u8; HEADER_LEN],
     /// Earlier versions of the schema, oldest first.
     pub previous_schema_json: &'static [&'static str],
+    /// Their file names under `avro/previous/`, in the same order.
+    pub previous_files: &'static [&'static str],
 }
 
 /// Every bundled contract.
@@ -166,6 +174,7 @@ pub fn contracts() -> Vec<ContractInfo> {
                 schema_json: <$ty as Contract>::SCHEMA_JSON,
                 header: *<$ty as Contract>::compiled().header(),
                 previous_schema_json: <$ty as Contract>::PREVIOUS_SCHEMA_JSON,
+                previous_files: <$ty as Contract>::PREVIOUS_FILES,
             }
         };
     }
