@@ -4,7 +4,13 @@
 
 pub mod broker;
 pub mod chaos;
+pub mod decoded;
 pub mod dlq;
 pub mod keys;
+pub mod replay;
+pub mod schemas;
 pub mod seed;
 pub mod stack;
+pub mod tail;
+pub mod trace;
+pub mod when;

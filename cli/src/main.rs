@@ -6,8 +6,13 @@ use storefront::{
     broker::{self, Broker, Storage},
     chaos::{self, ChaosConfig},
     dlq, keys,
+    replay::{self, ReplayArgs},
+    schemas,
     seed::{self, SeedConfig},
     stack::{Service, StackConfig},
+    tail::{self, TailArgs},
+    trace,
+    when::parse_time,
 };
 use storefront_runtime::{KafkaSettings, TelemetrySettings};
 
@@ -49,6 +54,55 @@ enum Command {
         kafka: KafkaSettings,
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Every record of one request or session across all topics, in time
+    /// order, decoded; reads only the partitions that can hold the session.
+    Trace {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        /// A request ID or a session ID.
+        id: String,
+        /// From this time (2026-12-01T10:00:00Z, 15m for 15 minutes ago, Unix ms);
+        /// default: a little before the ID was made.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Up to this time; default: 20 minutes after a request began, now for a session.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
+        /// The timeline as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow topics live, decoded, filtered by key, header or field values.
+    Tail {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        args: TailArgs,
+    },
+    /// Re-drive the requests of a time range through a copy of the workflow
+    /// in an isolated namespace and print how each replayed page differs
+    /// from the recorded one.
+    Replay {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        args: ReplayArgs,
+        /// user-svc's secret key, which opens the recorded logins' passwords
+        /// (default: the one in the data directory's keys.env).
+        #[arg(long, env = keys::SECRET_KEY_VAR, hide_env_values = true)]
+        user_svc_secret_key: Option<String>,
+        #[arg(long, env = "STOREFRONT_DATA_DIR", default_value = ".storefront")]
+        data_dir: PathBuf,
+    },
+    /// Every schema on the topics, current and earlier versions, with its fingerprint.
+    Schemas {
+        /// Print each schema's text too.
+        #[arg(long)]
+        text: bool,
+        /// As JSON (texts included).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -179,6 +233,78 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Trace {
+            kafka,
+            id,
+            since,
+            until,
+            json,
+        } => {
+            let trace =
+                tokio::task::spawn_blocking(move || trace::trace(&kafka, &id, since, until))
+                    .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&trace)?);
+            } else {
+                print!("{}", trace::render(&trace));
+            }
+            Ok(())
+        }
+        Command::Tail { kafka, args } => {
+            tokio::task::spawn_blocking(move || {
+                tail::tail(&kafka, &args, |record| {
+                    let line = if args.json {
+                        serde_json::to_string(record).unwrap_or_default()
+                    } else {
+                        tail::render_line(record)
+                    };
+                    println!("{line}");
+                })
+            })
+            .await?
+        }
+        Command::Replay {
+            kafka,
+            args,
+            user_svc_secret_key,
+            data_dir,
+        } => {
+            let plan = {
+                let (kafka, args) = (kafka.clone(), args.clone());
+                tokio::task::spawn_blocking(move || replay::plan(&kafka, &args)).await??
+            };
+            eprint!("{}", replay::describe(&plan));
+            if args.dry_run {
+                eprintln!("Dry run: nothing was written.");
+                return Ok(());
+            }
+            let keys_file = data_dir.join("keys.env");
+            let unseal_key = match user_svc_secret_key {
+                Some(key) => user_svc::UnsealKey::parse(&key)?,
+                None if keys_file.exists() => keys::load_or_create(&keys_file)?.unseal,
+                None if plan.logins == 0 => user_svc::UnsealKey::generate(),
+                None => anyhow::bail!(
+                    "the range holds logins: give user-svc's key ({}, or a keys.env in --data-dir)",
+                    keys::SECRET_KEY_VAR
+                ),
+            };
+            let report = replay::run(&kafka, plan, unseal_key).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", replay::render(&report));
+            }
+            Ok(())
+        }
+        Command::Schemas { text, json } => {
+            let versions = schemas::versions();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+            } else {
+                print!("{}", schemas::render(&versions, text));
+            }
+            Ok(())
+        }
         Command::Chaos(config) => {
             let storefront = std::env::current_exe().context("no path to this binary")?;
             let report = chaos::run(&config, &storefront).await?;

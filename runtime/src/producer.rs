@@ -11,6 +11,7 @@ use std::{
 
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
     statistics::Statistics,
     ClientContext,
@@ -20,7 +21,9 @@ use tokio::sync::watch;
 
 use opentelemetry::{trace::TraceContextExt, Context, KeyValue};
 
-use crate::{error::KafkaContext, trace, Error, EventHeaders, KafkaSettings, Result, Telemetry};
+use crate::{
+    error::KafkaContext, trace, Error, EventHeaders, Inbound, KafkaSettings, Result, Telemetry,
+};
 
 /// A record to produce.
 #[derive(Debug, Clone)]
@@ -188,6 +191,67 @@ impl EventProducer {
         }
         for queued in pending {
             Self::acknowledged(queued).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `records` unchanged (partition, key, payload, headers and
+    /// timestamp) to the topics `destination` names for theirs, many in
+    /// flight at once, and waits until all are acknowledged.
+    pub async fn copy_all(
+        &self,
+        records: &[Inbound],
+        destination: impl Fn(&str) -> String,
+    ) -> Result<()> {
+        const IN_FLIGHT: usize = 10_000;
+        for chunk in records.chunks(IN_FLIGHT) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for record in chunk {
+                let topic = destination(&record.topic);
+                let headers =
+                    record
+                        .raw_headers
+                        .iter()
+                        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                            headers.insert(Header {
+                                key,
+                                value: Some(value),
+                            })
+                        });
+                loop {
+                    let mut copy = FutureRecord::to(&topic)
+                        .partition(record.partition)
+                        .payload(record.payload.as_deref().unwrap_or_default())
+                        .headers(headers.clone());
+                    if let Some(key) = &record.key {
+                        copy = copy.key(key);
+                    }
+                    if let Some(at) = record.timestamp_ms {
+                        copy = copy.timestamp(at);
+                    }
+                    match self.inner.send_result(copy) {
+                        Ok(delivery) => {
+                            pending.push(Pending {
+                                delivery,
+                                span: None,
+                            });
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((source, _)) => {
+                            return Err(Error::Kafka {
+                                action: "enqueue a copy",
+                                source,
+                            })
+                        }
+                    }
+                }
+            }
+            for queued in pending {
+                Self::acknowledged(queued).await?;
+            }
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! they had when the read began, or to a time bound. Blocking; call it off
 //! the async threads. No group is joined, nothing is committed.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, ops::ControlFlow, time::Duration};
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
@@ -23,7 +23,7 @@ pub enum Since {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,
@@ -36,6 +36,18 @@ impl TopicPartition {
             partition,
         }
     }
+}
+
+/// Where a partition's records start and end, and where a read of it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub partition: TopicPartition,
+    /// The first offset still on the broker (low watermark).
+    pub low: i64,
+    /// Where a read from the `since` asked for begins.
+    pub start: i64,
+    /// The offset the next record will get (high watermark).
+    pub high: i64,
 }
 
 /// A consumer kept for repeated reads of chosen partitions (each read
@@ -82,42 +94,21 @@ impl PartitionReader {
         deadline: Duration,
         mut on_record: impl FnMut(Inbound),
     ) -> Result<()> {
-        let mut starts = TopicPartitionList::new();
-        for tp in partitions {
-            let start = match since {
-                Since::Beginning => Offset::Beginning,
-                Since::Timestamp(ms) => Offset::Offset(ms),
-            };
-            starts
-                .add_partition_offset(&tp.topic, tp.partition, start)
-                .context("build an assignment")?;
-        }
-        if let Since::Timestamp(_) = since {
-            starts = self
-                .consumer
-                .offsets_for_times(starts, TIMEOUT)
-                .context("find offsets by time")?;
-        }
         let mut assignment = TopicPartitionList::new();
         // (topic, partition) -> (first offset, end offset)
         let mut remaining = HashMap::new();
-        for element in starts.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(topic, partition, TIMEOUT)
-                .context("fetch watermarks")?;
-            let start = match element.offset() {
-                Offset::Beginning => low,
-                Offset::Offset(offset) => offset.max(low),
-                // No record at or after the timestamp.
-                _ => high,
-            };
+        for Position {
+            partition: tp,
+            start,
+            high,
+            ..
+        } in self.positions(partitions, Some(since))?
+        {
             if start < high {
-                remaining.insert((topic.to_owned(), partition), (start, high));
                 assignment
-                    .add_partition_offset(topic, partition, Offset::Offset(start))
+                    .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(start))
                     .context("build an assignment")?;
+                remaining.insert((tp.topic, tp.partition), (start, high));
             }
         }
         if remaining.is_empty() {
@@ -130,6 +121,111 @@ impl PartitionReader {
         // Leave nothing fetching between reads.
         let _ = self.consumer.unassign();
         outcome
+    }
+
+    /// Follows `partitions` live from `since` (or from their end), calling
+    /// `on_ready` once they are assigned, then `on_record` with every record,
+    /// and with `None` after each tenth of a second without one (so the
+    /// caller can decide to stop), until it breaks.
+    pub fn follow(
+        &self,
+        partitions: &[TopicPartition],
+        since: Option<Since>,
+        on_ready: impl FnOnce(),
+        mut on_record: impl FnMut(Option<Inbound>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let mut assignment = TopicPartitionList::new();
+        for position in self.positions(partitions, since)? {
+            let tp = &position.partition;
+            assignment
+                .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(position.start))
+                .context("build an assignment")?;
+        }
+        self.consumer
+            .assign(&assignment)
+            .context("assign partitions")?;
+        on_ready();
+        let outcome = loop {
+            let record = match self.consumer.poll(Duration::from_millis(100)) {
+                None => None,
+                Some(Ok(message)) => Some(Inbound::from_message(&message)),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "consumer error while following");
+                    None
+                }
+            };
+            if on_record(record).is_break() {
+                break Ok(());
+            }
+        };
+        let _ = self.consumer.unassign();
+        outcome
+    }
+
+    /// Each partition's watermarks now, and its first offset to read from
+    /// `since` (from its end when `None`).
+    pub fn positions(
+        &self,
+        partitions: &[TopicPartition],
+        since: Option<Since>,
+    ) -> Result<Vec<Position>> {
+        let by_time = match since {
+            Some(Since::Timestamp(ms)) => Some(self.offsets_for_time(partitions, ms)?),
+            _ => None,
+        };
+        let mut positions = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)
+                .context("fetch watermarks")?;
+            let start = match (since, &by_time) {
+                (Some(Since::Timestamp(_)), Some(found)) => match found.get(tp) {
+                    Some(offset) => (*offset).clamp(low, high),
+                    None => high,
+                },
+                (Some(Since::Beginning), _) => low,
+                _ => high,
+            };
+            positions.push(Position {
+                partition: tp.clone(),
+                low,
+                start,
+                high,
+            });
+        }
+        Ok(positions)
+    }
+
+    /// For each partition, the first offset whose record is stamped at or
+    /// after `ms`; partitions with no such record are left out.
+    fn offsets_for_time(
+        &self,
+        partitions: &[TopicPartition],
+        ms: i64,
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let mut query = TopicPartitionList::new();
+        for tp in partitions {
+            query
+                .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(ms))
+                .context("build an offset query")?;
+        }
+        let answer = self
+            .consumer
+            .offsets_for_times(query, TIMEOUT)
+            .context("find offsets by time")?;
+        Ok(answer
+            .elements()
+            .iter()
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(offset) => Some((
+                    TopicPartition::new(element.topic(), element.partition()),
+                    offset,
+                )),
+                // -1: no record at or after the timestamp.
+                _ => None,
+            })
+            .collect())
     }
 
     fn drain(
