@@ -197,8 +197,15 @@ impl PartitionReader {
         Ok(positions)
     }
 
-    /// For each partition, the first offset whose record is stamped at or
+    /// For each partition, the earliest offset whose record is stamped at or
     /// after `ms`; partitions with no such record are left out.
+    ///
+    /// Kafka's ListOffsets by timestamp, on Apache Kafka and on the embedded
+    /// broker alike: nisshi 0.8.1 answers it as Kafka does on memory and on
+    /// SQLite storage, out-of-order timestamps in a batch included, and -1
+    /// past the last record (`cli/tests/tools.rs` checks both storages), so
+    /// no other way of finding the offset is needed. An offset below the low
+    /// watermark (records gone to retention) is raised to it by the caller.
     fn offsets_for_time(
         &self,
         partitions: &[TopicPartition],
