@@ -3,8 +3,9 @@
 # Debian machine that has only the Rust toolchain: a few Debian packages, the
 # embedded broker (nisshi, built once into the cache, ~20 minutes on two
 # cores), and for the tests a Python venv with the outside implementations
-# the tests check against: fastavro (Avro fingerprints), oteltest (a real
-# OTLP receiver), prometheus_client (the exposition-format parser) and
+# the tests check against: fastavro (Avro fingerprints), confluent-kafka (the
+# Kafka client of the example analytics consumer), oteltest (a real OTLP
+# receiver), prometheus_client (the exposition-format parser) and
 # standardwebhooks (the reference webhook signature verifier).
 #
 #   scripts/prepare.sh          what `scripts/up` needs
@@ -22,7 +23,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # 1. Debian packages: a C toolchain for the bundled librdkafka and argon2,
 #    zlib, and Python for the fastavro check.
 packages=(gcc g++ make pkg-config zlib1g-dev)
-python_checks='import fastavro, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks'
+python_checks='import fastavro, confluent_kafka, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks'
 if $want_test && ! "$cache/venv/bin/python3" -c "$python_checks" 2>/dev/null \
     && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     packages+=(python3 python3-venv)
@@ -52,9 +53,10 @@ fi
 if $want_test; then
     venv="$cache/venv"
     if ! "$venv/bin/python3" -c "$python_checks" 2>/dev/null; then
-        step "Creating $venv with fastavro, oteltest, prometheus_client and standardwebhooks"
+        step "Creating $venv with fastavro, confluent-kafka, oteltest, prometheus_client and standardwebhooks"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            fastavro==1.13.1 oteltest==0.49.0 prometheus_client==0.26.0 standardwebhooks==1.1.0
+            fastavro==1.13.1 confluent-kafka==2.16.1 oteltest==0.49.0 \
+            prometheus_client==0.26.0 standardwebhooks==1.1.0
     fi
 fi
