@@ -15,16 +15,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context};
 use storefront_runtime::{
     snapshot::{self, Since},
     KafkaSettings,
 };
-use tokio::process::{Child, Command};
 
 use crate::{
     broker::{self, Broker, Storage},
     keys,
+    processes::ServiceProcess,
     seed::{self, SeedConfig},
 };
 
@@ -133,143 +132,6 @@ const KILLED: [&str; 5] = [
     "gateway",
 ];
 
-/// One service as a child process of the suite.
-struct ServiceProcess {
-    name: &'static str,
-    service: &'static str,
-    addr: SocketAddr,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    child: Child,
-    peak_rss_kib: u64,
-}
-
-impl ServiceProcess {
-    fn spawn(
-        storefront: &Path,
-        (name, service): (&'static str, &'static str),
-        addr: SocketAddr,
-        env: Vec<(String, String)>,
-        log: PathBuf,
-    ) -> anyhow::Result<Self> {
-        let child = Self::start(storefront, service, addr, &env, &log)?;
-        Ok(Self {
-            name,
-            service,
-            addr,
-            env,
-            log,
-            child,
-            peak_rss_kib: 0,
-        })
-    }
-
-    fn start(
-        storefront: &Path,
-        service: &str,
-        addr: SocketAddr,
-        env: &[(String, String)],
-        log: &Path,
-    ) -> anyhow::Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        Command::new(storefront)
-            .args(["run", service])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("STOREFRONT_HTTP_ADDR", addr.to_string())
-            .env("STOREFRONT_LOG_FORMAT", "json")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("failed to start {service}"))
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// Reads the peak RSS of the running process into the running maximum.
-    fn sample_memory(&mut self) {
-        if let Some(kib) = self.pid().and_then(peak_rss_kib) {
-            self.peak_rss_kib = self.peak_rss_kib.max(kib);
-        }
-    }
-
-    async fn kill_and_restart(
-        &mut self,
-        storefront: &Path,
-        down_for: Duration,
-    ) -> anyhow::Result<()> {
-        self.sample_memory();
-        self.child.start_kill()?;
-        self.child.wait().await?;
-        tokio::time::sleep(down_for).await;
-        self.child = Self::start(storefront, self.service, self.addr, &self.env, &self.log)?;
-        wait_ready(self.addr, Duration::from_secs(60)).await
-    }
-
-    /// SIGTERM, wait for a clean exit, start again: one step of a rolling restart.
-    async fn restart_gracefully(&mut self, storefront: &Path) -> anyhow::Result<()> {
-        self.sample_memory();
-        self.signal("-TERM").await?;
-        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
-        match exited {
-            Ok(Ok(status)) if status.success() => {}
-            other => bail!("{} did not stop cleanly on SIGTERM: {other:?}", self.name),
-        }
-        self.child = Self::start(storefront, self.service, self.addr, &self.env, &self.log)?;
-        wait_ready(self.addr, Duration::from_secs(60)).await
-    }
-
-    async fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let pid = self.pid().context("the process has exited")?;
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("kill {signal} {pid} failed");
-        }
-        Ok(())
-    }
-
-    async fn stop(mut self) -> u64 {
-        self.sample_memory();
-        if self.signal("-TERM").await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
-        }
-        let _ = self.child.kill().await;
-        self.peak_rss_kib
-    }
-}
-
-/// `VmHWM` of a process: its peak resident set, in KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-async fn wait_ready(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if let Ok(response) = client.get(format!("http://{addr}/readyz")).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("{addr} was not ready within {timeout:?}")
-}
-
 fn progress(started: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
@@ -314,19 +176,12 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     for (name, service) in PROCESSES {
         let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
         let log = work_dir.join(format!("{name}.log"));
-        let process = ServiceProcess::spawn(storefront, (name, service), addr, env.clone(), log)?;
+        let process =
+            ServiceProcess::spawn(storefront, name, &["run", service], addr, env.clone(), log)?;
         services.insert(name, process);
     }
     for process in services.values() {
-        wait_ready(process.addr, Duration::from_secs(120))
-            .await
-            .with_context(|| {
-                format!(
-                    "{} did not start; see {}",
-                    process.name,
-                    process.log.display()
-                )
-            })?;
+        process.wait_ready(Duration::from_secs(120)).await?;
     }
     progress(started, "services ready; steady load starts");
 
@@ -348,7 +203,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         tokio::time::sleep(step).await;
         progress(started, &format!("SIGKILL {name}"));
         let process = services.get_mut(name).expect("started");
-        process.kill_and_restart(storefront, down_for).await?;
+        process.kill_and_restart(down_for).await?;
         progress(started, &format!("{name} restarted and ready"));
     }
     tokio::time::sleep(step).await;
@@ -378,7 +233,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     );
     for (name, _) in PROCESSES {
         let process = services.get_mut(name).expect("started");
-        process.restart_gracefully(storefront).await?;
+        process.restart_gracefully().await?;
     }
     progress(started, "rolling restart done");
     tokio::time::sleep(step).await;

@@ -7,6 +7,7 @@ pub mod chaos;
 pub mod decoded;
 pub mod dlq;
 pub mod keys;
+pub mod processes;
 pub mod replay;
 pub mod schemas;
 pub mod seed;
