@@ -21,8 +21,10 @@ mkdir -p "$cache"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 # 1. Debian packages: a C toolchain for the bundled librdkafka and argon2,
-#    zlib, and Python for the fastavro check.
-packages=(gcc g++ make pkg-config zlib1g-dev)
+#    zlib, redis-server for the Redis baseline of the benchmarks (the bench
+#    and its tests start their own, on a free port), and Python for the
+#    fastavro check.
+packages=(gcc g++ make pkg-config zlib1g-dev redis-server)
 python_checks='import fastavro, confluent_kafka, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks'
 if $want_test && ! "$cache/venv/bin/python3" -c "$python_checks" 2>/dev/null \
     && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then

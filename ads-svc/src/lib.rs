@@ -15,7 +15,7 @@ use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
     RunningService, Telemetry, TelemetrySettings, Topics,
 };
-use storefront_schemas::AdsSelected;
+use storefront_schemas::{Ad, AdsSelected};
 use tokio_util::sync::CancellationToken;
 
 use crate::ranking::{select_ads, CoPurchases};
@@ -35,17 +35,95 @@ pub struct Settings {
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub inject_delay: InjectDelay,
 }
 
-#[derive(Default)]
-struct ReadModel {
+/// Fault injection for benchmarks, off by default: a fraction of requests
+/// is answered late (an async sleep, so other requests are not held up).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct InjectDelay {
+    /// Fault injection for benchmarks: answer this many milliseconds late
+    /// (for --inject-delay-fraction of requests); 0, the default, is off.
+    #[arg(
+        long = "inject-delay-ms",
+        env = "STOREFRONT_ADS_INJECT_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 0
+    )]
+    pub delay_ms: u64,
+    /// Fault injection for benchmarks: the fraction of requests (0.0 to 1.0)
+    /// answered --inject-delay-ms late; 0.0, the default, is off.
+    #[arg(
+        long = "inject-delay-fraction",
+        env = "STOREFRONT_ADS_INJECT_DELAY_FRACTION",
+        value_name = "FRACTION",
+        default_value_t = 0.0,
+        value_parser = parse_fraction
+    )]
+    pub fraction: f64,
+}
+
+impl InjectDelay {
+    /// Sleeps the injected delay if this request is one of the delayed fraction.
+    pub async fn apply(&self) {
+        if self.delay_ms > 0 && self.fraction > 0.0 && rand::random::<f64>() < self.fraction {
+            tokio::time::sleep(std::time::Duration::from_millis(self.delay_ms)).await;
+        }
+    }
+}
+
+fn parse_fraction(value: &str) -> Result<f64, String> {
+    let fraction: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&fraction) {
+        Ok(fraction)
+    } else {
+        Err("expected a fraction from 0.0 to 1.0".to_owned())
+    }
+}
+
+/// What ads are chosen from: the purchase history and co-purchase counts,
+/// folded from the catalog and orders topics.
+#[derive(Debug, Default)]
+pub struct AdsModel {
     history: PurchaseHistory,
     co_purchases: CoPurchases,
 }
 
+impl AdsModel {
+    /// Folds a record of the catalog topic (`catalog_topic`) or of the
+    /// orders topic; says why a record is bad.
+    pub fn apply(&mut self, record: &Inbound, catalog_topic: &str) -> Result<(), String> {
+        if let Some(new_order) = self.history.apply(record, catalog_topic)? {
+            self.co_purchases.apply(&new_order);
+        }
+        Ok(())
+    }
+
+    /// The page's ads for `customer_id`, ranked from their recent purchases.
+    pub fn select(&mut self, customer_id: &str) -> Vec<Ad> {
+        let recent: Vec<String> = self
+            .history
+            .orders
+            .recent_products(customer_id, ANCHORS)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        select_ads(
+            customer_id,
+            &recent,
+            &self.history.catalog,
+            &self.history.orders,
+            &mut self.co_purchases,
+            ADS_PER_PAGE,
+        )
+    }
+}
+
 struct AdsHandler {
-    model: Arc<Mutex<ReadModel>>,
+    model: Arc<Mutex<AdsModel>>,
     topics: Topics,
+    inject_delay: InjectDelay,
 }
 
 impl RecordHandler for AdsHandler {
@@ -53,27 +131,12 @@ impl RecordHandler for AdsHandler {
         let Some((context, user)) = authenticated_user(&record)? else {
             return Ok(vec![]);
         };
-        let ads = {
-            let mut guard = self.model.lock().expect("read model lock");
-            let ReadModel {
-                history,
-                co_purchases,
-            } = &mut *guard;
-            let recent: Vec<String> = history
-                .orders
-                .recent_products(&user.customer_id, ANCHORS)
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect();
-            select_ads(
-                &user.customer_id,
-                &recent,
-                &history.catalog,
-                &history.orders,
-                co_purchases,
-                ADS_PER_PAGE,
-            )
-        };
+        let ads = self
+            .model
+            .lock()
+            .expect("read model lock")
+            .select(&user.customer_id);
+        self.inject_delay.apply().await;
         let event = AdsSelected {
             context,
             customer_id: user.customer_id,
@@ -94,14 +157,12 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
-    let model = Arc::new(Mutex::new(ReadModel::default()));
+    let model = Arc::new(Mutex::new(AdsModel::default()));
     let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());
     let apply_reference = move |record: &Inbound| -> Result<(), String> {
-        let mut model = fold.lock().expect("read model lock");
-        if let Some(new_order) = model.history.apply(record, &catalog_topic)? {
-            model.co_purchases.apply(&new_order);
-        }
-        Ok(())
+        fold.lock()
+            .expect("read model lock")
+            .apply(record, &catalog_topic)
     };
     let service = StreamService {
         name: "ads-svc",
@@ -109,7 +170,11 @@ pub async fn start(
         inputs: vec![topics.user_resolved.clone()],
         reference_topics: vec![topics.catalog.clone(), topics.orders.clone()],
         apply_reference,
-        handler: Arc::new(AdsHandler { model, topics }),
+        handler: Arc::new(AdsHandler {
+            model,
+            topics,
+            inject_delay: settings.inject_delay,
+        }),
         max_in_flight: 64,
         telemetry: Telemetry::new("ads-svc", &settings.telemetry)?,
     };

@@ -178,6 +178,20 @@ impl Broker {
         )
     }
 
+    /// The broker's own process (the child of its watchdog shell), for measuring it.
+    pub fn pid(&self) -> Option<u32> {
+        let shell = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .find(|pid: &u32| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|name| name.trim() == "nisshi")
+            })
+    }
+
     /// Stops the broker and waits for it to exit.
     pub fn stop(mut self) {
         self.shutdown();

@@ -2,6 +2,7 @@
 //! and the five services started together. `storefront up` and the
 //! end-to-end tests both use it.
 
+pub mod bench;
 pub mod broker;
 pub mod chaos;
 pub mod decoded;

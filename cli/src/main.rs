@@ -3,6 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use storefront::{
+    bench::{self, BenchConfig},
     broker::{self, Broker, Storage},
     chaos::{self, ChaosConfig},
     dlq, keys,
@@ -43,6 +44,9 @@ enum Command {
     /// Run one service in this process, as its own binary does.
     #[command(subcommand)]
     Run(RunService),
+    /// Run one role (gateway, user, history, ads) of a baseline design
+    /// (chain, fanout, redis) that the benchmarks compare the choreography with.
+    Baseline(storefront_baselines::Settings),
     /// The fault suite: steady load while every service is killed and
     /// restarted, the broker stopped and started, one service frozen; then
     /// counts what was answered, lost and duplicated. Fails if any was lost
@@ -95,6 +99,9 @@ enum Command {
         #[arg(long, env = "STOREFRONT_DATA_DIR", default_value = ".storefront")]
         data_dir: PathBuf,
     },
+    /// Benchmark the choreography against a serial HTTP chain, a parallel
+    /// HTTP fan-out and Redis polling, and against the broker's own floor.
+    Bench(BenchConfig),
     /// Every schema on the topics, current and earlier versions, with its fingerprint.
     Schemas {
         /// Print each schema's text too.
@@ -210,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(service) => service.run().await,
+        Command::Baseline(settings) => Ok(storefront_baselines::run_until_signal(settings).await?),
         Command::Dlq { kafka, command } => match command {
             DlqCommand::List(selection) => {
                 println!("position\ttime_ms\tservice\tsource\treason");
@@ -296,6 +304,24 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(config) => {
+            let storefront = std::env::current_exe().context("no path to this binary")?;
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let (out, svg, json) = (config.out.clone(), config.svg.clone(), config.json.clone());
+            let report = bench::run(config, &storefront, command).await?;
+            let markdown = report.markdown();
+            println!("{markdown}");
+            if let Some(path) = out {
+                std::fs::write(&path, &markdown)?;
+            }
+            if let Some(path) = svg {
+                std::fs::write(&path, report.capacity_svg())?;
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            Ok(())
+        }
         Command::Schemas { text, json } => {
             let versions = schemas::versions();
             if json {
@@ -359,6 +385,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         replication_factor: 1,
         fetch_wait_ms: args.fetch_wait_ms,
+        linger_ms: 1,
     };
     eprintln!("Seeding reference data (skipped where already there)...");
     let report = seed::seed(&kafka, &args.seed)

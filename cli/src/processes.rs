@@ -78,6 +78,12 @@ impl ServiceProcess {
         self.child.id()
     }
 
+    /// Sets an environment variable for the next start (after a restart).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         wait_ready(self.addr, timeout)
@@ -110,7 +116,13 @@ impl ServiceProcess {
         self.child.start_kill()?;
         self.child.wait().await?;
         tokio::time::sleep(down_for).await;
-        self.child = Self::start(&self.storefront, &self.args, self.addr, &self.env, &self.log)?;
+        self.child = Self::start(
+            &self.storefront,
+            &self.args,
+            self.addr,
+            &self.env,
+            &self.log,
+        )?;
         wait_ready(self.addr, Duration::from_secs(60)).await
     }
 
@@ -123,7 +135,13 @@ impl ServiceProcess {
             Ok(Ok(status)) if status.success() => {}
             other => bail!("{} did not stop cleanly on SIGTERM: {other:?}", self.name),
         }
-        self.child = Self::start(&self.storefront, &self.args, self.addr, &self.env, &self.log)?;
+        self.child = Self::start(
+            &self.storefront,
+            &self.args,
+            self.addr,
+            &self.env,
+            &self.log,
+        )?;
         wait_ready(self.addr, Duration::from_secs(60)).await
     }
 

@@ -106,6 +106,7 @@ impl StackConfig {
                     kafka,
                     telemetry,
                     http_addr,
+                    inject_delay: Default::default(),
                 };
                 ads_svc::start(settings, shutdown).await
             }

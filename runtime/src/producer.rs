@@ -134,7 +134,7 @@ impl EventProducer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "1")
+            .set("linger.ms", settings.linger_ms.to_string())
             .set("message.timeout.ms", "30000")
             .set("statistics.interval.ms", "250")
             .create_with_context(ProducerContext {

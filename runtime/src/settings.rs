@@ -27,6 +27,9 @@ pub struct KafkaSettings {
     /// How long a request-path fetch may wait for data (fetch.wait.max.ms): per-hop latency against idle broker CPU.
     #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 50)]
     pub fetch_wait_ms: u32,
+    /// How long the producer waits to fill a batch (linger.ms): per-hop latency against requests to the broker.
+    #[arg(long, env = "STOREFRONT_LINGER_MS", default_value_t = 1)]
+    pub linger_ms: u32,
 }
 
 impl KafkaSettings {
@@ -38,6 +41,7 @@ impl KafkaSettings {
             partitions: 3,
             replication_factor: 1,
             fetch_wait_ms: 50,
+            linger_ms: 1,
         }
     }
 

@@ -51,15 +51,46 @@ pub struct Settings {
     pub session_ttl_secs: u64,
 }
 
-/// Who may log in, who they are, and which sessions are open.
+/// Who may log in, who they are, and which sessions are open: user-svc's
+/// read model, folded from the credentials, customers and sessions topics.
 #[derive(Default)]
-struct Directory {
+pub struct Directory {
     credentials: HashMap<String, Credential>,
     customers: HashMap<String, Customer>,
     sessions: HashMap<String, Session>,
 }
 
 impl Directory {
+    /// Folds a record of the credentials, customers or sessions topic of
+    /// `topics`; says why a record is bad.
+    pub fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
+        if record.topic == topics.credentials {
+            let c: Credential = record.decode().map_err(|e| e.to_string())?;
+            self.credentials.insert(c.username.clone(), c);
+        } else if record.topic == topics.customers {
+            let c: Customer = record.decode().map_err(|e| e.to_string())?;
+            self.customers.insert(c.customer_id.clone(), c);
+        } else {
+            let s: Session = record.decode().map_err(|e| e.to_string())?;
+            self.sessions.insert(s.session_id.clone(), s);
+        }
+        Ok(())
+    }
+
+    /// The user whose session `session_id` is open at `now_ms`, or why not
+    /// (a [`rejection`] code).
+    pub fn resolve_session(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+    ) -> Result<UserProfile, &'static str> {
+        match self.sessions.get(session_id) {
+            None => Err(rejection::UNKNOWN_SESSION),
+            Some(session) if session.expires_at_ms <= now_ms => Err(rejection::EXPIRED_SESSION),
+            Some(session) => Ok(self.profile(&session.customer_id)),
+        }
+    }
+
     fn profile(&self, customer_id: &str) -> UserProfile {
         match self.customers.get(customer_id) {
             Some(c) => UserProfile {
@@ -132,13 +163,14 @@ impl Authenticator {
     }
 
     fn session(&self, session_id: &str, now: i64) -> Verdict {
-        let directory = self.directory.read().expect("directory lock");
-        match directory.sessions.get(session_id) {
-            None => Verdict::Rejected(rejection::UNKNOWN_SESSION),
-            Some(session) if session.expires_at_ms <= now => {
-                Verdict::Rejected(rejection::EXPIRED_SESSION)
-            }
-            Some(session) => Verdict::Authenticated(directory.profile(&session.customer_id)),
+        match self
+            .directory
+            .read()
+            .expect("directory lock")
+            .resolve_session(session_id, now)
+        {
+            Ok(user) => Verdict::Authenticated(user),
+            Err(reason) => Verdict::Rejected(reason),
         }
     }
 }
@@ -226,19 +258,9 @@ pub async fn start(
     let fold = directory.clone();
     let reference_topics = topics.clone();
     let apply_reference = move |record: &Inbound| -> Result<(), String> {
-        let mut directory = fold.write().expect("directory lock");
-        let t = &reference_topics;
-        if record.topic == t.credentials {
-            let c: Credential = record.decode().map_err(|e| e.to_string())?;
-            directory.credentials.insert(c.username.clone(), c);
-        } else if record.topic == t.customers {
-            let c: Customer = record.decode().map_err(|e| e.to_string())?;
-            directory.customers.insert(c.customer_id.clone(), c);
-        } else {
-            let s: Session = record.decode().map_err(|e| e.to_string())?;
-            directory.sessions.insert(s.session_id.clone(), s);
-        }
-        Ok(())
+        fold.write()
+            .expect("directory lock")
+            .apply(record, &reference_topics)
     };
     let decoy_hash = Arc::from(passwords::hash(
         &random_password(),

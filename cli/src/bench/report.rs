@@ -1,0 +1,397 @@
+//! The benchmark's results as Markdown tables, the targets checked against
+//! them, and the capacity curve as an SVG plot.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{floor::Floor, load::Summary, Design, Scenario};
+
+/// One design under one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub design: Design,
+    pub scenario: Scenario,
+    pub rate: f64,
+    pub summary: Summary,
+}
+
+/// One process's use of the machine during a design's healthy run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessUse {
+    pub design: Design,
+    pub process: String,
+    /// Share of one core over the healthy run, in percent.
+    pub cpu_percent: f64,
+    /// Highest resident memory over the design's whole run.
+    pub peak_rss_mib: f64,
+}
+
+/// One design at one rate of the capacity curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityPoint {
+    pub design: Design,
+    pub rate: f64,
+    pub summary: Summary,
+}
+
+/// The choreography under one tuning of its Kafka clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuningResult {
+    pub setting: String,
+    pub rate: f64,
+    pub summary: Summary,
+    pub broker_cpu_percent: f64,
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    pub command: String,
+    pub machine: String,
+    pub deadline_ms: u64,
+    pub floor: Option<Floor>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub processes: Vec<ProcessUse>,
+    pub capacity: Vec<CapacityPoint>,
+    pub tuning: Vec<TuningResult>,
+    /// Login latency through the choreography (argon2id bound), p50 and p99 ms.
+    pub logins: Option<Summary>,
+}
+
+/// p99 at or under which a rate counts as sustained.
+pub const SUSTAINED_P99_MS: f64 = 100.0;
+
+impl BenchReport {
+    /// The highest rate `design` sustained: p99 under [`SUSTAINED_P99_MS`], nothing lost, under 1 % errors.
+    pub fn capacity_of(&self, design: Design) -> Option<f64> {
+        self.capacity
+            .iter()
+            .filter(|p| p.design == design && sustained(&p.summary))
+            .map(|p| p.rate)
+            .fold(None, |best, rate| {
+                Some(best.map_or(rate, |b: f64| b.max(rate)))
+            })
+    }
+
+    fn result(&self, design: Design, scenario: Scenario) -> Option<&ScenarioResult> {
+        self.scenarios
+            .iter()
+            .find(|r| r.design == design && r.scenario == scenario)
+    }
+
+    /// The whole report as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Command: `{}`\n\nMachine: {}\n",
+            self.command, self.machine
+        );
+        if let Some(floor) = &self.floor {
+            let _ = writeln!(
+                out,
+                "**Floor** (broker, one hop, producer `send` to consumer with the services' settings, {} records at {}/s): \
+                 p50 {:.1} ms, p99 {:.1} ms per hop; times {} hops on the critical path: p50 {:.1} ms, p99 {:.1} ms.\n",
+                floor.records,
+                floor.rate,
+                floor.hop_p50_ms,
+                floor.hop_p99_ms,
+                super::floor::CRITICAL_PATH_HOPS,
+                floor.floor_p50_ms,
+                floor.floor_p99_ms
+            );
+        }
+        out.push_str("**Scenarios** (latency from the intended send time, in ms; page deadline ");
+        let _ = writeln!(out, "{} ms)\n", self.deadline_ms);
+        out.push_str("| design | scenario | rate/s | sent | p50 | p90 | p99 | p99.9 | max | req/s | complete | partial | errors | lost |\n");
+        out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        for r in &self.scenarios {
+            let s = &r.summary;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} |",
+                r.design, r.scenario, r.rate, s.sent, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms,
+                s.throughput, s.complete, s.partial, errors(s), s.lost
+            );
+        }
+        if let Some(logins) = &self.logins {
+            let _ = writeln!(
+                out,
+                "\nLogins through the choreography (argon2id, one at a time per user): {} sent, p50 {:.1} ms, p99 {:.1} ms, {} errors.",
+                logins.sent, logins.p50_ms, logins.p99_ms, logins.errors
+            );
+        }
+        out.push_str("\n**Processes** (CPU: share of one core during the healthy run; memory: peak RSS over the design's run)\n\n");
+        out.push_str("| design | process | CPU % | peak RSS MiB |\n| --- | --- | ---: | ---: |\n");
+        for p in &self.processes {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.1} |",
+                p.design, p.process, p.cpu_percent, p.peak_rss_mib
+            );
+        }
+        if !self.capacity.is_empty() {
+            let _ = writeln!(out, "\n**Capacity** (p99 ms by rate; sustained: p99 under {SUSTAINED_P99_MS} ms, nothing lost, under 1 % errors)\n");
+            let designs = self.designs();
+            let mut rates: Vec<f64> = self.capacity.iter().map(|p| p.rate).collect();
+            rates.sort_by(f64::total_cmp);
+            rates.dedup();
+            out.push_str("| rate/s |");
+            for d in &designs {
+                let _ = write!(out, " {d} |");
+            }
+            out.push_str("\n| ---: |");
+            out.push_str(&" ---: |".repeat(designs.len()));
+            out.push('\n');
+            for rate in rates {
+                let _ = write!(out, "| {rate} |");
+                for d in &designs {
+                    match self
+                        .capacity
+                        .iter()
+                        .find(|p| p.design == *d && p.rate == rate)
+                    {
+                        Some(p) => {
+                            let mark = if sustained(&p.summary) { "" } else { " ✗" };
+                            let _ = write!(out, " {:.1}{mark} |", p.summary.p99_ms);
+                        }
+                        None => out.push_str(" – |"),
+                    }
+                }
+                out.push('\n');
+            }
+            out.push_str("\n| design | highest sustained rate/s |\n| --- | ---: |\n");
+            for d in &designs {
+                let best = self
+                    .capacity_of(*d)
+                    .map_or("none tried".to_owned(), |r| r.to_string());
+                let _ = writeln!(out, "| {d} | {best} |");
+            }
+        }
+        if !self.tuning.is_empty() {
+            out.push_str("\n**Tuning** (the choreography, one setting changed at a time from the defaults)\n\n");
+            out.push_str(
+                "| setting | rate/s | p50 | p99 | max | partial | errors | lost | broker CPU % |\n",
+            );
+            out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            for t in &self.tuning {
+                let s = &t.summary;
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.0} |",
+                    t.setting,
+                    t.rate,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.max_ms,
+                    s.partial,
+                    s.errors,
+                    s.lost,
+                    t.broker_cpu_percent
+                );
+            }
+        }
+        out.push_str("\n**Targets** (the choreography)\n\n");
+        for line in self.targets() {
+            let _ = writeln!(out, "- {line}");
+        }
+        out
+    }
+
+    fn designs(&self) -> Vec<Design> {
+        let mut designs: Vec<Design> = self
+            .scenarios
+            .iter()
+            .map(|r| r.design)
+            .chain(self.capacity.iter().map(|p| p.design))
+            .collect();
+        designs.sort();
+        designs.dedup();
+        designs
+    }
+
+    /// Each target of the issue, met or missed and by how much.
+    pub fn targets(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let verdict = |met: bool| if met { "met" } else { "MISSED" };
+        let healthy = self.result(Design::Choreography, Scenario::Healthy);
+        if let (Some(floor), Some(h)) = (&self.floor, healthy) {
+            let (r50, r99) = (
+                h.summary.p50_ms / floor.floor_p50_ms,
+                h.summary.p99_ms / floor.floor_p99_ms,
+            );
+            lines.push(format!(
+                "p50 within 1.5x the floor at {}/s: {:.1} ms / {:.1} ms = {r50:.2}x, {}",
+                h.rate,
+                h.summary.p50_ms,
+                floor.floor_p50_ms,
+                verdict(r50 <= 1.5)
+            ));
+            lines.push(format!(
+                "p99 within 2x the floor at {}/s: {:.1} ms / {:.1} ms = {r99:.2}x, {}",
+                h.rate,
+                h.summary.p99_ms,
+                floor.floor_p99_ms,
+                verdict(r99 <= 2.0)
+            ));
+        }
+        let best = self.capacity_of(Design::Choreography);
+        if self
+            .capacity
+            .iter()
+            .any(|p| p.design == Design::Choreography)
+        {
+            let best_rate = best.unwrap_or(0.0);
+            lines.push(format!(
+                "1,000 page requests/s with p99 under {SUSTAINED_P99_MS} ms: highest sustained {best_rate}/s, {}{}",
+                verdict(best_rate >= 1000.0),
+                if best_rate < 1000.0 {
+                    format!(" by {:.0} %", (1000.0 - best_rate) / 10.0)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if let Some(slow) = self.result(Design::Choreography, Scenario::SlowAds) {
+            let bound = self.deadline_ms as f64 + 10.0;
+            lines.push(format!(
+                "slow ads: p99 {:.1} ms against the deadline plus 10 ms ({bound} ms), {}",
+                slow.summary.p99_ms,
+                verdict(slow.summary.p99_ms <= bound)
+            ));
+        }
+        let services: Vec<&ProcessUse> = self
+            .processes
+            .iter()
+            .filter(|p| p.design == Design::Choreography && p.process != "broker")
+            .collect();
+        if !services.is_empty() {
+            let worst = services
+                .iter()
+                .max_by(|a, b| a.peak_rss_mib.total_cmp(&b.peak_rss_mib))
+                .expect("not empty");
+            lines.push(format!(
+                "resident memory under 100 MB per service: largest {} at {:.1} MiB ({:.1} MB), {}",
+                worst.process,
+                worst.peak_rss_mib,
+                worst.peak_rss_mib * 1.048_576,
+                verdict(worst.peak_rss_mib * 1.048_576 < 100.0)
+            ));
+        }
+        lines
+    }
+
+    /// p99 against rate for each design, log-scaled latency, as an SVG document.
+    pub fn capacity_svg(&self) -> String {
+        const W: f64 = 720.0;
+        const H: f64 = 420.0;
+        const LEFT: f64 = 70.0;
+        const RIGHT: f64 = 160.0;
+        const TOP: f64 = 40.0;
+        const BOTTOM: f64 = 60.0;
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+        let max_rate = self.capacity.iter().map(|p| p.rate).fold(1.0, f64::max);
+        let (lo, hi) = (1.0_f64, 10_000.0_f64);
+        let x = |rate: f64| LEFT + rate / max_rate * (W - LEFT - RIGHT);
+        let y = |ms: f64| {
+            let v = ms.clamp(lo, hi).log10();
+            TOP + (1.0 - (v - lo.log10()) / (hi.log10() - lo.log10())) * (H - TOP - BOTTOM)
+        };
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="22" text-anchor="middle" font-size="15">p99 latency by offered rate (log scale)</text>
+"#,
+            (W - RIGHT + LEFT) / 2.0
+        );
+        for ms in [1.0, 10.0, 100.0, 1000.0, 10000.0] {
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{ms} ms</text>"##,
+                W - RIGHT,
+                LEFT - 6.0,
+                y(ms) + 4.0,
+                y = y(ms)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#888" stroke-dasharray="4 3"/>"##,
+            W - RIGHT,
+            y = y(SUSTAINED_P99_MS)
+        );
+        let ticks = 5;
+        for i in 0..=ticks {
+            let rate = max_rate * f64::from(i) / f64::from(ticks);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{rate:.0}</text>"#,
+                x(rate),
+                H - BOTTOM + 18.0
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">page requests per second</text>"#,
+            (W - RIGHT + LEFT) / 2.0,
+            H - 16.0
+        );
+        for (i, design) in self.designs().iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let mut points: Vec<&CapacityPoint> = self
+                .capacity
+                .iter()
+                .filter(|p| p.design == *design)
+                .collect();
+            points.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+            let path: Vec<String> = points
+                .iter()
+                .map(|p| format!("{:.1},{:.1}", x(p.rate), y(p.summary.p99_ms)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
+            for p in &points {
+                let _ = writeln!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                    x(p.rate),
+                    y(p.summary.p99_ms)
+                );
+            }
+            let ly = TOP + 20.0 * i as f64;
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}">{design}</text>"#,
+                W - RIGHT + 15.0,
+                W - RIGHT + 35.0,
+                W - RIGHT + 40.0,
+                ly + 4.0
+            );
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+/// The error count, and by status when there are any: `12 (504: 10, 429: 2)`.
+fn errors(summary: &Summary) -> String {
+    if summary.errors == 0 {
+        return "0".into();
+    }
+    let by_status: Vec<String> = summary
+        .error_statuses
+        .iter()
+        .map(|(status, n)| format!("{status}: {n}"))
+        .collect();
+    format!("{} ({})", summary.errors, by_status.join(", "))
+}
+
+fn sustained(summary: &Summary) -> bool {
+    summary.p99_ms < SUSTAINED_P99_MS
+        && summary.lost == 0
+        && (summary.errors as f64) < 0.01 * summary.sent as f64
+}
