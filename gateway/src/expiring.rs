@@ -99,7 +99,11 @@ mod tests {
         assert_eq!(map.get(&"a", 0), None);
         assert!(map.is_empty());
         map.insert("a", 2, 1);
-        assert_eq!(map.get(&"a", 1), Some(2), "the stale queue entry did not evict it");
+        assert_eq!(
+            map.get(&"a", 1),
+            Some(2),
+            "the stale queue entry did not evict it"
+        );
     }
 
     #[test]

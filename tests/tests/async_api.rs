@@ -521,7 +521,8 @@ async fn the_openapi_description_covers_every_route() {
 
     // An outside OpenAPI 3.1 reader takes it, and every reference resolves.
     let spec = oas3::from_json(doc.to_string()).expect("a valid OpenAPI document");
-    spec.validate_version().expect("a supported OpenAPI version");
+    spec.validate_version()
+        .expect("a supported OpenAPI version");
     let mut operations = 0;
     for (path, method, operation) in spec.operations() {
         operations += 1;
