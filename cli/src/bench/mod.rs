@@ -21,7 +21,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use serde::Serialize;
 use storefront_runtime::KafkaSettings;
 
@@ -140,6 +139,9 @@ pub struct BenchConfig {
     /// Where the broker's data and the processes' logs go (default: a new temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The broker's storage: `sqlite` (what `storefront up` uses) or `memory`.
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "memory"])]
+    pub storage: String,
     /// The data set (default: what `storefront up` seeds).
     #[command(flatten)]
     pub seed: SeedConfig,
@@ -193,7 +195,10 @@ pub async fn run(
     let started = Instant::now();
     let nisshi = tokio::task::spawn_blocking(broker::install).await??;
     let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
-    let storage = Storage::Sqlite(work_dir.join("broker/nisshi.db"));
+    let storage = match config.storage.as_str() {
+        "memory" => Storage::Memory,
+        _ => Storage::Sqlite(work_dir.join("broker/nisshi.db")),
+    };
     let log = work_dir.join("broker.log");
     let broker =
         tokio::task::spawn_blocking(move || Broker::start(&nisshi, addr, &storage, &log)).await??;
@@ -219,6 +224,11 @@ pub async fn run(
             config.deadline_ms.to_string(),
         ),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
+        // Every session logs in from the bench's one address.
+        (
+            "STOREFRONT_LOGIN_ATTEMPTS_PER_ADDRESS".to_owned(),
+            "1000000".to_owned(),
+        ),
     ]);
     let mut bench = Bench {
         config,
@@ -232,7 +242,7 @@ pub async fn run(
     };
     let mut report = BenchReport {
         command,
-        machine: machine(),
+        machine: format!("{}; broker storage: {}", machine(), bench.config.storage),
         deadline_ms: bench.config.deadline_ms,
         ..BenchReport::default()
     };
@@ -257,8 +267,18 @@ pub async fn run(
             report.floor =
                 Some(floor::measure(&floor_kafka, bench.config.rate, bench.config.duration).await?);
         }
-        bench.scenarios(&mut deployment, &mut report).await?;
+        // The capacity curve on the fresh deployment, before any fault
+        // scenario restarts a service (a restarted consumer catches up for a while).
+        let (faults, calm): (Vec<Scenario>, Vec<Scenario>) = bench
+            .config
+            .scenarios
+            .iter()
+            .partition(|s| **s != Scenario::Healthy);
+        bench.scenarios(&mut deployment, &calm, &mut report).await?;
         bench.capacity(&deployment, &mut report).await;
+        bench
+            .scenarios(&mut deployment, &faults, &mut report)
+            .await?;
         bench.tear_down(deployment, &mut report, true).await;
     }
     if bench.config.tuning {
@@ -384,25 +404,35 @@ impl Bench {
             for &user in batch {
                 let client = client.clone();
                 logins.spawn(async move {
-                    let sent = Instant::now();
-                    let response = client
-                        .post(format!("http://{gateway}/api/login"))
-                        .json(&serde_json::json!({
-                            "username": format!("user{user}"),
-                            "password": format!("user{user}-password"),
-                        }))
-                        .send()
-                        .await?;
-                    let cookie = response
-                        .headers()
-                        .get("set-cookie")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.split(';').next())
-                        .map(str::to_owned)
-                        .with_context(|| {
-                            format!("user{user}: no session cookie ({})", response.status())
-                        })?;
-                    anyhow::Ok((cookie, sent.elapsed()))
+                    // A deployment that has just started may still be
+                    // settling its consumer groups: a login may time out.
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let sent = Instant::now();
+                        let response = client
+                            .post(format!("http://{gateway}/api/login"))
+                            .json(&serde_json::json!({
+                                "username": format!("user{user}"),
+                                "password": format!("user{user}-password"),
+                            }))
+                            .send()
+                            .await?;
+                        let status = response.status();
+                        let cookie = response
+                            .headers()
+                            .get("set-cookie")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.split(';').next())
+                            .map(str::to_owned);
+                        match cookie {
+                            Some(cookie) => return anyhow::Ok((cookie, sent.elapsed())),
+                            None if attempt < LOGIN_ATTEMPTS && status.is_server_error() => {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            None => anyhow::bail!("user{user}: no session cookie ({status})"),
+                        }
+                    }
                 });
             }
             while let Some(login) = logins.join_next().await {
@@ -426,10 +456,11 @@ impl Bench {
     async fn scenarios(
         &mut self,
         deployment: &mut Deployment,
+        scenarios: &[Scenario],
         report: &mut BenchReport,
     ) -> anyhow::Result<()> {
         let (rate, duration) = (self.config.rate, self.config.duration);
-        for scenario in self.config.scenarios.clone() {
+        for &scenario in scenarios {
             progress(
                 self.started,
                 &format!(
@@ -556,6 +587,26 @@ impl Bench {
             ("partitions=6", "STOREFRONT_PARTITIONS", "6"),
         ];
         for (setting, key, value) in variants {
+            if let Err(error) = self.tune(setting, key, value, report).await {
+                progress(
+                    self.started,
+                    &format!("tuning: {setting} failed: {error:#}"),
+                );
+                report.tuning_failures.push(format!("{setting}: {error:#}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The choreography with `key=value`, at the scenarios' rate.
+    async fn tune(
+        &self,
+        setting: &str,
+        key: &str,
+        value: &str,
+        report: &mut BenchReport,
+    ) -> anyhow::Result<()> {
+        {
             let mut extra = vec![(key, value)];
             // Another partition count needs topics of its own.
             let prefix = format!("bench-partitions-{value}.");
@@ -696,6 +747,8 @@ struct ProcessSpec {
     addr: SocketAddr,
 }
 
+/// Tries of each login before the bench gives up.
+const LOGIN_ATTEMPTS: u32 = 5;
 const INJECT_DELAY_MS: &str = "STOREFRONT_ADS_INJECT_DELAY_MS";
 const INJECT_DELAY_FRACTION: &str = "STOREFRONT_ADS_INJECT_DELAY_FRACTION";
 const BASELINE_SESSION_HEADER: &str = "x-session-id";

@@ -55,6 +55,8 @@ pub struct BenchReport {
     pub processes: Vec<ProcessUse>,
     pub capacity: Vec<CapacityPoint>,
     pub tuning: Vec<TuningResult>,
+    /// Tuning runs that could not be measured, and why.
+    pub tuning_failures: Vec<String>,
     /// Login latency through the choreography (argon2id bound), p50 and p99 ms.
     pub logins: Option<Summary>,
 }
@@ -165,7 +167,7 @@ impl BenchReport {
             for d in &designs {
                 let best = self
                     .capacity_of(*d)
-                    .map_or("none tried".to_owned(), |r| r.to_string());
+                    .map_or("none of the rates tried".to_owned(), |r| r.to_string());
                 let _ = writeln!(out, "| {d} | {best} |");
             }
         }
@@ -191,6 +193,9 @@ impl BenchReport {
                     t.broker_cpu_percent
                 );
             }
+        }
+        for failure in &self.tuning_failures {
+            let _ = writeln!(out, "\nNot measured: {failure}");
         }
         out.push_str("\n**Targets** (the choreography)\n\n");
         for line in self.targets() {
@@ -264,7 +269,11 @@ impl BenchReport {
         let services: Vec<&ProcessUse> = self
             .processes
             .iter()
-            .filter(|p| p.design == Design::Choreography && p.process != "broker")
+            .filter(|p| {
+                p.design == Design::Choreography
+                    && p.process != "broker"
+                    && !p.process.starts_with("bench")
+            })
             .collect();
         if !services.is_empty() {
             let worst = services
