@@ -91,7 +91,7 @@ async fn page(State(edge): State<Edge>, headers: HeaderMap) -> Response {
         Source::Redis(poller) => poller.page(join, deadline.into()).instrument(span).await,
     };
     let outcome = match &answer {
-        Ok(page) => status_name(page.status),
+        Ok(page) => gateway::status_name(page.status),
         Err(ApiError::DeadlineExceeded) => "timeout",
         Err(_) => "unavailable",
     };
@@ -115,16 +115,6 @@ fn answer_with(page: PageCompleted) -> Response {
         }
         PageStatus::Rejected => ApiError::InvalidSession.into_response(),
         PageStatus::Unavailable => ApiError::DeadlineExceeded.into_response(),
-    }
-}
-
-/// How a page request ended, as the real gateway's metric label.
-fn status_name(status: PageStatus) -> &'static str {
-    match status {
-        PageStatus::Complete => "complete",
-        PageStatus::Partial => "partial",
-        PageStatus::Rejected => "rejected",
-        PageStatus::Unavailable => "unavailable",
     }
 }
 

@@ -92,12 +92,7 @@ impl Decoder {
                 .chain(contract.previous_schema_json.iter().copied());
             for json in versions {
                 let schema = Schema::parse_str(json).expect("bundled schemas parse");
-                let fingerprint: [u8; 8] = schema
-                    .fingerprint::<Rabin>()
-                    .bytes
-                    .try_into()
-                    .expect("a Rabin fingerprint has 8 bytes");
-                schemas.insert(fingerprint, (contract.event_type, schema));
+                schemas.insert(fingerprint(&schema), (contract.event_type, schema));
             }
         }
         Self { schemas }
@@ -175,6 +170,15 @@ impl Decoder {
             value,
         }
     }
+}
+
+/// The schema's CRC-64-AVRO (Rabin) fingerprint: the 8 bytes after `C3 01` in its records.
+pub fn fingerprint(schema: &Schema) -> [u8; 8] {
+    schema
+        .fingerprint::<Rabin>()
+        .bytes
+        .try_into()
+        .expect("a Rabin fingerprint has 8 bytes")
 }
 
 fn is_trace_header(name: &str) -> bool {

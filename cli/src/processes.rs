@@ -116,14 +116,7 @@ impl ServiceProcess {
         self.child.start_kill()?;
         self.child.wait().await?;
         tokio::time::sleep(down_for).await;
-        self.child = Self::start(
-            &self.storefront,
-            &self.args,
-            self.addr,
-            &self.env,
-            &self.log,
-        )?;
-        wait_ready(self.addr, Duration::from_secs(60)).await
+        self.relaunch().await
     }
 
     /// SIGTERM, wait for a clean exit, start again: one step of a rolling restart.
@@ -135,6 +128,11 @@ impl ServiceProcess {
             Ok(Ok(status)) if status.success() => {}
             other => bail!("{} did not stop cleanly on SIGTERM: {other:?}", self.name),
         }
+        self.relaunch().await
+    }
+
+    /// Starts the process again, as it was first started, and waits until it is ready.
+    async fn relaunch(&mut self) -> anyhow::Result<()> {
         self.child = Self::start(
             &self.storefront,
             &self.args,

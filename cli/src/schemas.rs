@@ -1,9 +1,11 @@
 //! `storefront schemas`: every bundled schema, current and earlier, with the
 //! fingerprint that opens each of its records.
 
-use apache_avro::{rabin::Rabin, Schema};
+use apache_avro::Schema;
 use serde::Serialize;
 use storefront_schemas::contracts;
+
+use crate::decoded::fingerprint;
 
 /// One version of one contract's schema.
 #[derive(Debug, Clone, Serialize)]
@@ -25,12 +27,7 @@ pub fn versions() -> Vec<SchemaVersion> {
     let mut out = Vec::new();
     for contract in contracts() {
         let mut version = |version: String, file: String, json: &str| {
-            let parsed = Schema::parse_str(json).expect("bundled schemas parse");
-            let bytes: [u8; 8] = parsed
-                .fingerprint::<Rabin>()
-                .bytes
-                .try_into()
-                .expect("a Rabin fingerprint has 8 bytes");
+            let bytes = fingerprint(&Schema::parse_str(json).expect("bundled schemas parse"));
             out.push(SchemaVersion {
                 event_type: contract.event_type,
                 version,

@@ -628,7 +628,7 @@ impl AppState {
 }
 
 /// How a page request ended, as a metric label.
-fn status_name(status: PageStatus) -> &'static str {
+pub fn status_name(status: PageStatus) -> &'static str {
     match status {
         PageStatus::Complete => "complete",
         PageStatus::Partial => "partial",
