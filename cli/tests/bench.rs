@@ -38,7 +38,12 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
         floor["hop_p99_ms"].as_f64().unwrap(),
     );
     assert!(hop50 > 0.0 && hop50 <= hop99, "{floor}");
-    assert_eq!(floor["floor_p50_ms"].as_f64().unwrap(), hop50 * 4.0);
+    // JSON numbers parse back to within an ulp, not always to the same f64.
+    let floor50 = floor["floor_p50_ms"].as_f64().unwrap();
+    assert!(
+        (floor50 - hop50 * 4.0).abs() < 1e-6,
+        "the floor is 4 hops: {floor}"
+    );
 
     let designs = ["choreography", "chain", "fanout", "redis"];
     let scenarios = ["healthy", "slow-ads", "killed", "burst"];
