@@ -14,7 +14,7 @@
 //! earlier version, and an old consumer (apache-avro, and fastavro for an
 //! outside implementation) reads records written with the current one.
 
-use std::{iter, process::Command};
+use std::iter;
 
 use apache_avro::{
     error::CompatibilityError,
@@ -822,21 +822,7 @@ fn fastavro_as_an_old_consumer_reads_a_record_of_the_current_schema_as_apache_av
 }
 
 fn run_python(script: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(python::python())
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/prepare.sh makes a venv with fastavro)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = python::run_script(script, &[], input.as_bytes());
     assert!(
         output.status.success(),
         "fastavro failed (is it installed? run scripts/prepare.sh --test):\n{}",

@@ -7,8 +7,6 @@
 //! Needs a Python with fastavro: `STOREFRONT_PYTHON`, else the venv that
 //! `scripts/prepare.sh` makes, else `python3`.
 
-use std::process::Command;
-
 use storefront_schemas::*;
 
 const CHECK: &str = r#"
@@ -49,7 +47,6 @@ for line in sys.stdin:
 #[path = "../../tests/src/python.rs"]
 #[allow(unreachable_pub)]
 mod python;
-use python::python;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -81,21 +78,7 @@ fn fastavro_computes_the_same_fingerprint_and_decodes_our_records() {
         input.push_str(&format!("{event_type}\t{compact}\t{record}\n"));
     }
 
-    let mut child = Command::new(python())
-        .args(["-c", CHECK])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/prepare.sh makes a venv with fastavro)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = python::run_script(CHECK, &[], input.as_bytes());
     assert!(
         output.status.success(),
         "fastavro check failed (is fastavro installed? run scripts/prepare.sh):\n{}",

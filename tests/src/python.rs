@@ -3,7 +3,11 @@
 //! the venv `scripts/prepare.sh --test` makes, else `python3`. Shared by file
 //! with the schema tests, which cannot depend on this crate.
 
-use std::path::PathBuf;
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+};
 
 pub fn python() -> PathBuf {
     if let Ok(path) = std::env::var("STOREFRONT_PYTHON") {
@@ -19,4 +23,25 @@ pub fn python() -> PathBuf {
     } else {
         "python3".into()
     }
+}
+
+/// Runs `python -c script args...` with `input` on its stdin and returns
+/// what it printed, whatever its exit status: the caller says what failure means.
+pub fn run_script(script: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs (scripts/prepare.sh --test makes its venv)");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)
+        .expect("python reads its input");
+    child.wait_with_output().expect("python's output")
 }

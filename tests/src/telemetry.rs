@@ -2,7 +2,7 @@
 //! HTTP sink) and the official Prometheus client's exposition-format parser.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     net::SocketAddr,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -102,20 +102,7 @@ pub async fn scrape(addr: SocketAddr) -> Vec<Sample> {
 }
 
 fn parse_exposition(text: &str) -> Vec<Sample> {
-    let mut child = Command::new(super::python::python())
-        .args(["-c", PARSE_METRICS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs (scripts/prepare.sh --test installs prometheus_client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = super::python::run_script(PARSE_METRICS, &[], text.as_bytes());
     assert!(
         output.status.success(),
         "the exposition format did not parse: {}\n{text}",

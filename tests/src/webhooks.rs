@@ -5,9 +5,7 @@
 
 use std::{
     collections::HashMap,
-    io::Write,
     net::SocketAddr,
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
 };
 
@@ -123,20 +121,12 @@ pub fn verify(secret: &str, deliveries: &[Delivery]) -> Vec<String> {
         .iter()
         .map(|d| serde_json::json!({"headers": d.headers, "body": d.body}))
         .collect();
-    let mut child = Command::new(super::python::python())
-        .args(["-c", VERIFY, secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python runs (scripts/prepare.sh --test installs standardwebhooks)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "the verifier failed");
+    let input = serde_json::to_string(&input).unwrap();
+    let output = super::python::run_script(VERIFY, &[secret], input.as_bytes());
+    assert!(
+        output.status.success(),
+        "the verifier failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("the verifier prints JSON")
 }
