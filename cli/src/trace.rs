@@ -102,7 +102,8 @@ pub fn trace(
     };
     let topics = kafka.topics();
     let reader = PartitionReader::new(kafka, "storefront-trace")?;
-    let partitions = reader.partitions_of(&topics.page_requested)?.len() as i32;
+    let all_requested = reader.partitions_of(&topics.page_requested)?;
+    let partitions = all_requested.len() as i32;
     if partitions == 0 {
         bail!("there is no topic {}", topics.page_requested);
     }
@@ -134,9 +135,8 @@ pub fn trace(
         own.partition
     );
     if subject.is_none() {
-        let all = reader.partitions_of(&topics.page_requested)?;
         reader.read(
-            &all,
+            &all_requested,
             Since::Timestamp(origin_ms),
             Some(find_until),
             READ_DEADLINE,
