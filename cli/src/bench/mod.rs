@@ -289,6 +289,11 @@ pub async fn run(
     Ok(report)
 }
 
+/// CPU time `used` over `wall`, as a share of one core in percent.
+fn share_of_core(used: Duration, wall: Duration) -> f64 {
+    used.as_secs_f64() / wall.as_secs_f64() * 100.0
+}
+
 fn progress(started: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
@@ -481,8 +486,7 @@ impl Bench {
                         report.processes.push(ProcessUse {
                             design: deployment.design,
                             process: name.clone(),
-                            cpu_percent: (a.saturating_sub(*b)).as_secs_f64() / wall.as_secs_f64()
-                                * 100.0,
+                            cpu_percent: share_of_core(a.saturating_sub(*b), wall),
                             peak_rss_mib: peak_kib as f64 / 1024.0,
                         });
                     }
@@ -606,53 +610,49 @@ impl Bench {
         value: &str,
         report: &mut BenchReport,
     ) -> anyhow::Result<()> {
-        {
-            let mut extra = vec![(key, value)];
-            // Another partition count needs topics of its own.
-            let prefix = format!("bench-partitions-{value}.");
-            if key == "STOREFRONT_PARTITIONS" {
-                let kafka = KafkaSettings {
-                    topic_prefix: prefix.clone(),
-                    partitions: value.parse()?,
-                    ..self.kafka.clone()
-                };
-                progress(self.started, &format!("tuning: seeding {prefix}"));
-                seed::seed(&kafka, &self.seed).await?;
-                extra.push(("STOREFRONT_TOPIC_PREFIX", &prefix));
-            }
-            let mut deployment = self.deploy(Design::Choreography, &extra, None).await?;
-            let mut ignored = BenchReport::default();
-            let sessions = self.log_in(&deployment, &mut ignored).await?;
-            deployment.target = self.target(Design::Choreography, &deployment, &sessions);
-            progress(self.started, &format!("tuning: {setting}"));
-            let before = self.broker.pid().and_then(processes::cpu_ticks);
-            let started = Instant::now();
-            let summary = load::run(
-                &deployment.target,
-                &[Phase {
-                    rate: self.config.rate,
-                    duration: self.config.duration,
-                }],
-            )
-            .await;
-            let wall = started.elapsed();
-            let after = self.broker.pid().and_then(processes::cpu_ticks);
-            let broker_cpu = match (before, after) {
-                (Some(b), Some(a)) => {
-                    processes::ticks_to_duration(a.saturating_sub(b)).as_secs_f64()
-                        / wall.as_secs_f64()
-                        * 100.0
-                }
-                _ => f64::NAN,
+        let mut extra = vec![(key, value)];
+        // Another partition count needs topics of its own.
+        let prefix = format!("bench-partitions-{value}.");
+        if key == "STOREFRONT_PARTITIONS" {
+            let kafka = KafkaSettings {
+                topic_prefix: prefix.clone(),
+                partitions: value.parse()?,
+                ..self.kafka.clone()
             };
-            report.tuning.push(TuningResult {
-                setting: setting.to_owned(),
-                rate: self.config.rate,
-                summary,
-                broker_cpu_percent: broker_cpu,
-            });
-            self.tear_down(deployment, &mut ignored, false).await;
+            progress(self.started, &format!("tuning: seeding {prefix}"));
+            seed::seed(&kafka, &self.seed).await?;
+            extra.push(("STOREFRONT_TOPIC_PREFIX", &prefix));
         }
+        let mut deployment = self.deploy(Design::Choreography, &extra, None).await?;
+        let mut ignored = BenchReport::default();
+        let sessions = self.log_in(&deployment, &mut ignored).await?;
+        deployment.target = self.target(Design::Choreography, &deployment, &sessions);
+        progress(self.started, &format!("tuning: {setting}"));
+        let before = self.broker.pid().and_then(processes::cpu_ticks);
+        let started = Instant::now();
+        let summary = load::run(
+            &deployment.target,
+            &[Phase {
+                rate: self.config.rate,
+                duration: self.config.duration,
+            }],
+        )
+        .await;
+        let wall = started.elapsed();
+        let after = self.broker.pid().and_then(processes::cpu_ticks);
+        let broker_cpu = match (before, after) {
+            (Some(b), Some(a)) => {
+                share_of_core(processes::ticks_to_duration(a.saturating_sub(b)), wall)
+            }
+            _ => f64::NAN,
+        };
+        report.tuning.push(TuningResult {
+            setting: setting.to_owned(),
+            rate: self.config.rate,
+            summary,
+            broker_cpu_percent: broker_cpu,
+        });
+        self.tear_down(deployment, &mut ignored, false).await;
         Ok(())
     }
 
