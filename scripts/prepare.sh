@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing the storefront needs on a
-# Debian machine that has only the Rust toolchain: a few Debian packages, the
-# embedded broker (nisshi, built once into the cache, ~20 minutes on two
-# cores), and for the tests a Python venv with the outside implementations
+# Debian machine that has only the Rust toolchain: a few Debian packages (a
+# Java 17+ runtime and Maven only where missing), the embedded broker
+# (Apache Kafka, the version kafka/pom.xml names, fetched once from Maven
+# Central into the cache), and for the tests a Python venv with the outside implementations
 # the tests check against: fastavro (Avro fingerprints), confluent-kafka (the
 # Kafka client of the example analytics consumer), oteltest (a real OTLP
 # receiver), prometheus_client (the exposition-format parser) and
@@ -22,14 +23,23 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 # 1. Debian packages: a C toolchain for the bundled librdkafka and argon2,
 #    zlib, redis-server for the Redis baseline of the benchmarks (the bench
-#    and its tests start their own, on a free port), and Python for the
-#    fastavro check.
+#    and its tests start their own, on a free port), Python for the checks
+#    against outside implementations, and for the broker a Java 17+ runtime
+#    and Maven, each only where the machine has none.
 packages=(gcc g++ make pkg-config zlib1g-dev redis-server)
 python_checks='import fastavro, confluent_kafka, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks'
 if $want_test && ! "$cache/venv/bin/python3" -c "$python_checks" 2>/dev/null \
     && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     packages+=(python3 python3-venv)
 fi
+java_major() {
+    "${JAVA_HOME:+$JAVA_HOME/bin/}java" -version 2>&1 | sed -n 's/.*version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1
+}
+major=$(java_major || true)
+if [[ -z "$major" || "$major" -lt 17 ]]; then
+    packages+=(openjdk-17-jre-headless)
+fi
+command -v mvn >/dev/null 2>&1 || packages+=(maven)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,14 +51,36 @@ if ((${#missing[@]})); then
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 fi
+major=$(java_major || true)
+if [[ -z "$major" || "$major" -lt 17 ]]; then
+    echo "error: Apache Kafka needs Java 17 or newer, and '${JAVA_HOME:+$JAVA_HOME/bin/}java' is ${major:+Java }${major:-missing or broken}." >&2
+    echo "       Install openjdk-17-jre-headless (or newer), or point JAVA_HOME at a JDK 17+." >&2
+    exit 1
+fi
 
-# 2. The embedded broker, once, through the same code path as `storefront up`.
-if [[ ! -x "${STOREFRONT_NISSHI_BIN:-$cache/nisshi/bin/nisshi}" ]]; then
-    step "Building the embedded broker (nisshi) into $cache: a one-time build of about 20 minutes"
-    # Built in the profile the caller is about to build anyway.
-    profile=(--release)
-    $want_test && profile=()
-    cargo run --quiet --locked "${profile[@]}" -p storefront -- install-broker
+# 2. The embedded broker: Apache Kafka's jars and their runtime
+#    dependencies from Maven Central, once, into the cache.
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' kafka/pom.xml)
+kafka_home="$cache/kafka-$kafka_version"
+if [[ ! -f "$kafka_home/libs/kafka_2.13-$kafka_version.jar" ]]; then
+    step "Fetching Apache Kafka $kafka_version and its dependencies from Maven Central into $kafka_home (about 45 MB, once)"
+    partial="$kafka_home.partial"
+    rm -rf "$partial"
+    mkdir -p "$partial"
+    if ! mvn -B --file kafka/pom.xml dependency:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$partial/libs" \
+            2>&1 | sed -n -e 's/^\[INFO\] Downloaded from [^:]*: .*\/\([^/]*\) (\(.*\))$/  downloaded \1 (\2)/p' \
+                         -e 's/^\[INFO\] Copying \([^ ]*\) .*/  copying \1/p' -e '/ERROR/p' -e '/BUILD/p'; then
+        echo "error: Maven could not fetch Apache Kafka $kafka_version (see above): check that Maven Central is reachable, then run this again." >&2
+        exit 1
+    fi
+    if [[ ! -f "$partial/libs/kafka_2.13-$kafka_version.jar" ]]; then
+        echo "error: Maven did not fetch Apache Kafka $kafka_version (see above): check that Maven Central is reachable, then run this again." >&2
+        exit 1
+    fi
+    cp kafka/pom.xml "$partial/"
+    rm -rf "$kafka_home"
+    mv "$partial" "$kafka_home"
 fi
 
 # 3. The Python side of the tests.

@@ -1,9 +1,12 @@
-//! The embedded broker: nisshi, a Kafka-compatible broker in Rust, installed
-//! once into a cache directory with `cargo install` (about 20 minutes on two
-//! cores, with cargo's progress shown) and reused by every later run.
+//! The embedded broker: Apache Kafka in KRaft mode (each node a combined
+//! broker and controller), run from its Maven Central jars as child
+//! processes, one node or a cluster of several on this machine. The jars are
+//! fetched once into the cache by `scripts/prepare.sh`; the version is the
+//! one `kafka/pom.xml` names.
 
 use std::{
-    net::{SocketAddr, TcpStream},
+    io::Write as _,
+    net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     time::{Duration, Instant},
@@ -11,7 +14,27 @@ use std::{
 
 use anyhow::{bail, Context};
 
-pub const NISSHI_VERSION: &str = "0.8.1";
+/// The Maven project that lists the broker's jars: the one place that
+/// names the Kafka version.
+const POM: &str = include_str!("../../kafka/pom.xml");
+
+/// The oldest Java the broker runs on.
+const MIN_JAVA: u32 = 17;
+
+/// How long a node (or a whole cluster) may take to come up on a busy
+/// two-core machine; it usually takes a few seconds.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long a node may take to shut down cleanly before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Apache Kafka version the storefront runs (from `kafka/pom.xml`).
+pub fn kafka_version() -> &'static str {
+    POM.split_once("<kafka.version>")
+        .and_then(|(_, rest)| rest.split_once("</kafka.version>"))
+        .map(|(version, _)| version.trim())
+        .expect("kafka/pom.xml names <kafka.version>")
+}
 
 /// Where the storefront caches what it installs: `$STOREFRONT_CACHE_DIR`,
 /// else `$XDG_CACHE_HOME/storefront`, else `~/.cache/storefront`.
@@ -26,161 +49,362 @@ pub fn cache_dir() -> PathBuf {
         .join("storefront")
 }
 
-/// The nisshi binary: `$STOREFRONT_NISSHI_BIN`, else the cached install.
-pub fn nisshi_path() -> PathBuf {
-    std::env::var_os("STOREFRONT_NISSHI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("nisshi/bin/nisshi"))
+/// Where the broker's jars are: `<cache>/kafka-<version>/libs`.
+pub fn kafka_libs() -> PathBuf {
+    cache_dir()
+        .join(format!("kafka-{}", kafka_version()))
+        .join("libs")
 }
 
-/// Installs nisshi into the cache unless it is there already.
-pub fn install() -> anyhow::Result<PathBuf> {
-    let path = nisshi_path();
-    if path.exists() {
-        return Ok(path);
-    }
-    let root = cache_dir().join("nisshi");
-    let build_dir = cache_dir().join("nisshi-build");
-    eprintln!(
-        "Installing the embedded broker (nisshi {NISSHI_VERSION}) into {}: a one-time build of about 20 minutes on two cores.",
-        root.display()
-    );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "install",
-            "nisshi",
-            "--version",
-            NISSHI_VERSION,
-            "--locked",
-            "--ignore-rust-version",
-            "--root",
-        ])
-        .arg(&root)
-        .env("CARGO_TARGET_DIR", &build_dir)
-        .status()
-        .context("failed to run cargo install nisshi")?;
-    if !status.success() {
-        bail!("cargo install nisshi failed ({status}); see its output above");
-    }
-    let _ = std::fs::remove_dir_all(&build_dir);
-    Ok(path)
-}
-
-/// Where the broker keeps its records.
+/// What running a node needs: the jars and a Java runtime that can run them.
 #[derive(Debug, Clone)]
-pub enum Storage {
-    /// Records in a SQLite file: they survive restarts.
-    Sqlite(PathBuf),
-    /// Records in memory: faster, gone when the broker stops.
-    Memory,
+pub struct Installation {
+    libs: PathBuf,
+    java: PathBuf,
 }
 
-/// A running nisshi broker. Stopped when dropped, and also when this
-/// process dies: a watchdog shell stops it when its stdin closes.
-pub struct Broker {
+impl Installation {
+    /// Finds the cached jars and a Java 17+ runtime, or says what to do.
+    pub fn find() -> anyhow::Result<Self> {
+        let libs = kafka_libs();
+        let version = kafka_version();
+        if !libs.join(format!("kafka_2.13-{version}.jar")).is_file() {
+            bail!(
+                "Apache Kafka {version} is not installed in {}: run scripts/prepare.sh, which fetches it from Maven Central",
+                libs.display()
+            );
+        }
+        let java = std::env::var_os("JAVA_HOME")
+            .map(|home| PathBuf::from(home).join("bin/java"))
+            .unwrap_or_else(|| PathBuf::from("java"));
+        check_java(&java)?;
+        Ok(Self { libs, java })
+    }
+
+    fn java(&self) -> Command {
+        let mut command = Command::new(&self.java);
+        command.arg("-cp").arg(self.libs.join("*"));
+        command
+    }
+}
+
+fn check_java(java: &Path) -> anyhow::Result<()> {
+    let fix = format!(
+        "Apache Kafka needs Java {MIN_JAVA} or newer: run scripts/prepare.sh (it installs a JRE), or point JAVA_HOME at one"
+    );
+    let output = match Command::new(java).arg("-version").output() {
+        Ok(output) => output,
+        Err(e) => bail!("cannot run {} ({e}). {fix}", java.display()),
+    };
+    let text = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!(
+            "{} -version failed ({}): {}. {fix}",
+            java.display(),
+            output.status,
+            text.trim()
+        );
+    }
+    match java_major(&text) {
+        Some(major) if major >= MIN_JAVA => Ok(()),
+        Some(major) => bail!("{} is Java {major}. {fix}", java.display()),
+        None => bail!(
+            "cannot tell which Java {} is from {:?}. {fix}",
+            java.display(),
+            text.lines().next().unwrap_or_default()
+        ),
+    }
+}
+
+/// The major version in `java -version`'s first line: `"17.0.15"` is 17,
+/// `"1.8.0_412"` is 8.
+fn java_major(version_output: &str) -> Option<u32> {
+    let quoted = version_output.split('"').nth(1)?;
+    let mut parts = quoted.split(['.', '-', '+', '_']);
+    match parts.next()?.parse().ok()? {
+        1 => parts.next()?.parse().ok(),
+        major => Some(major),
+    }
+}
+
+/// Which ports the nodes listen on.
+#[derive(Debug, Clone, Copy)]
+pub enum Ports {
+    /// Free ports chosen at start.
+    Free,
+    /// Node `i` (from 1) serves clients on `first + 2(i-1)` and its
+    /// controller on the port after it: 9092/9093, 9094/9095, ...
+    From(u16),
+}
+
+/// Written beside the nodes' directories when a cluster is formatted, so a
+/// later start knows the directory is ours and how many nodes it has.
+const CLUSTER_FILE: &str = "storefront-cluster.properties";
+
+/// A running Apache Kafka cluster of one or more KRaft nodes on this
+/// machine, its data in one directory. Stopped when dropped, and also when
+/// this process dies: each node's watchdog stops it when its stdin closes.
+pub struct Cluster {
+    installation: Installation,
+    nodes: Vec<Node>,
+    voters: String,
+}
+
+/// One node: a combined broker and controller.
+pub struct Node {
+    pub id: u32,
+    /// Where clients connect.
     pub addr: SocketAddr,
+    controller: SocketAddr,
+    dir: PathBuf,
+    process: Option<NodeProcess>,
+}
+
+struct NodeProcess {
     child: Child,
     stdin: Option<ChildStdin>,
 }
 
-impl Broker {
-    /// Starts nisshi on `addr` and waits until it answers Kafka metadata requests.
-    pub fn start(
-        nisshi: &Path,
-        addr: SocketAddr,
-        storage: &Storage,
-        log: &Path,
-    ) -> anyhow::Result<Self> {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            bail!(
-                "{addr} is already in use: stop what listens there or choose another broker port"
-            );
+impl Cluster {
+    /// Starts `nodes` nodes with their data under `dir` (formatted on the
+    /// first start, reused afterwards) and waits until every broker is in
+    /// the cluster's metadata.
+    pub fn start(dir: &Path, nodes: u32, ports: Ports) -> anyhow::Result<Self> {
+        if nodes == 0 {
+            bail!("a cluster needs at least one node");
         }
-        let storage_url = match storage {
-            Storage::Sqlite(file) => {
-                let file = std::path::absolute(file)
-                    .context("failed to resolve the broker's data file")?;
-                if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir)
-                        .context("failed to create the broker's data directory")?;
+        let installation = Installation::find()?;
+        let dir = std::path::absolute(dir).context("failed to resolve the broker directory")?;
+        let cluster_id = claim_directory(&dir, nodes)?;
+        let mut cluster_nodes = Vec::new();
+        for id in 1..=nodes {
+            let (port, controller_port) = match ports {
+                Ports::Free => (free_port()?, free_port()?),
+                Ports::From(first) => {
+                    let port = u16::try_from(u32::from(first) + 2 * (id - 1))
+                        .context("the broker ports run past 65535")?;
+                    (port, port.checked_add(1).context("no port after {port}")?)
                 }
-                // nisshi reads the URL path without its leading slash: an
-                // absolute file needs one slash more.
-                format!("sqlite:///{}", file.display())
-            }
-            Storage::Memory => "memory://nisshi/".to_owned(),
+            };
+            cluster_nodes.push(Node {
+                id,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                controller: SocketAddr::from(([127, 0, 0, 1], controller_port)),
+                dir: dir.join(format!("node-{id}")),
+                process: None,
+            });
+        }
+        let voters = cluster_nodes
+            .iter()
+            .map(|n| format!("{}@{}", n.id, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Self {
+            installation,
+            nodes: cluster_nodes,
+            voters,
         };
-        let url = format!("tcp://{addr}");
-        let log_file = std::fs::File::create(log)
-            .with_context(|| format!("failed to create {}", log.display()))?;
-        // The shell starts the broker, and stops it when our end of its
-        // stdin closes, which also happens when this process dies.
-        // (A background list reads /dev/null unless told otherwise: hence fd 3.)
-        let watchdog = r#"exec 3<&0; "$0" "$@" </dev/null & broker=$!; (cat <&3 >/dev/null; kill -TERM $broker 2>/dev/null) & wait $broker"#;
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", watchdog])
-            .arg(nisshi)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &storage_url])
-            .args([
-                "--group-initial-rebalance-delay",
-                "0s",
-                "--group-poll-interval",
-                "50ms",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        // Its own process group: a terminal's Ctrl-C reaches us first, so the
-        // services can commit before the broker stops.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("failed to start {}", nisshi.display()))?;
-        let stdin = child.stdin.take();
-        let mut broker = Self { addr, child, stdin };
-        broker.wait_until_serving(Duration::from_secs(30), log)?;
-        Ok(broker)
+        for node in &cluster.nodes {
+            node.prepare(&cluster.installation, &cluster.voters, nodes, &cluster_id)?;
+        }
+        // Every node waits for the controller quorum, so all start together.
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_until_complete(START_TIMEOUT)?;
+        Ok(cluster)
     }
 
-    fn wait_until_serving(&mut self, timeout: Duration, log: &Path) -> anyhow::Result<()> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait()? {
-                let tail = std::fs::read_to_string(log).unwrap_or_default();
+    /// The bootstrap list for clients: every node.
+    pub fn bootstrap_servers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The process ID of each running node, for measuring and signalling them.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(Node::pid).collect()
+    }
+
+    /// The node with this id, or an error naming the ids there are.
+    fn index(&self, id: u32) -> anyhow::Result<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .with_context(|| format!("no node {id} in a cluster of {}", self.nodes.len()))
+    }
+
+    /// Stops one node cleanly (SIGTERM: it hands its leaderships over first).
+    pub fn stop_node(&mut self, id: u32) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        self.nodes[i].stop();
+        Ok(())
+    }
+
+    /// Kills one node with SIGKILL: a crash, no clean shutdown.
+    pub fn kill_node(&mut self, id: u32) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        if let Some(pid) = self.nodes[i].pid() {
+            signal(pid, "-KILL")?;
+        }
+        self.nodes[i].stop();
+        Ok(())
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`) to one node's process.
+    pub fn signal_node(&self, id: u32, signal_name: &str) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        let pid = self.nodes[i]
+            .pid()
+            .with_context(|| format!("node {id} is not running"))?;
+        signal(pid, signal_name)
+    }
+
+    /// Starts a stopped node again and waits until the cluster lists every broker.
+    pub fn start_node(&mut self, id: u32) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        self.spawn(i)?;
+        self.wait_until_complete(START_TIMEOUT)
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        for addr in [node.addr, node.controller] {
+            if TcpListener::bind(addr).is_err() {
                 bail!(
-                    "the broker exited at start ({status}):\n{}",
-                    last_lines(&tail, 20)
+                    "port {} is already in use: stop what listens there (`ss -ltnp 'sport = :{}'` shows it) or choose other broker ports",
+                    addr.port(),
+                    addr.port()
                 );
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                let client: BaseConsumer = rdkafka::ClientConfig::new()
-                    .set("bootstrap.servers", self.addr.to_string())
-                    .set("log_level", "3")
-                    .create()?;
-                if client.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
+        }
+        let mut command = self.installation.java();
+        // The settings of Kafka's own kafka-server-start.sh, with a small heap.
+        command
+            .args(["-Xms256m", "-Xmx512m", "-server", "-XX:+UseG1GC"])
+            .args(["-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35"])
+            .args(["-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                node.dir.join("log4j2.properties").display()
+            ))
+            .arg(format!("-Dkafka.logs.dir={}", node.dir.join("logs").display()))
+            .arg("kafka.Kafka")
+            .arg(node.dir.join("server.properties"));
+        let stdout = std::fs::File::create(node.dir.join("stdout.log"))
+            .with_context(|| format!("failed to create {}", node.dir.display()))?;
+        node.process = Some(NodeProcess::spawn(command, stdout)?);
+        Ok(())
+    }
+
+    /// Waits until the metadata lists every node's broker, failing early
+    /// with the end of its log when a node exits.
+    fn wait_until_complete(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            for node in &mut self.nodes {
+                node.check_running()?;
+            }
+            if let Ok(metadata) = self.metadata(None) {
+                let running = self.nodes.iter().filter(|n| n.process.is_some()).count();
+                if metadata.brokers().len() >= running {
                     return Ok(());
                 }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(200));
         }
+        let logs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| n.dir.join("server.log").display().to_string())
+            .collect();
         bail!(
-            "the broker did not answer on {} within {timeout:?}",
-            self.addr
+            "Kafka did not come up on {} within {timeout:?}: see {}",
+            self.bootstrap_servers(),
+            logs.join(", ")
         )
     }
 
-    /// The broker's own process (the child of its watchdog shell), for measuring it.
+    /// The node that leads `partition` of `topic`.
+    pub fn leader_of(&self, topic: &str, partition: i32) -> anyhow::Result<u32> {
+        let metadata = self.metadata(Some(topic))?;
+        let leader = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .find(|p| p.id() == partition)
+            .map(|p| p.leader())
+            .with_context(|| format!("no partition {partition} of {topic} in the metadata"))?;
+        u32::try_from(leader).with_context(|| format!("{topic}[{partition}] has no leader"))
+    }
+
+    /// Waits until every partition of every topic has all its replicas in
+    /// sync, as a rolling restart must before it stops the next node.
+    pub fn wait_until_in_sync(&self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let lagging = self.metadata(None).map(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|t| t.partitions())
+                    .filter(|p| p.isr().len() < p.replicas().len() || p.leader() < 0)
+                    .count()
+            });
+            if let Ok(0) = lagging {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                bail!("partitions still under-replicated after {timeout:?}: {lagging:?}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn metadata(&self, topic: Option<&str>) -> anyhow::Result<rdkafka::metadata::Metadata> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("log_level", "0")
+            .create()?;
+        Ok(client.fetch_metadata(topic, Duration::from_secs(5))?)
+    }
+
+    /// Stops every node (together: a lone last node would wait for a
+    /// quorum that is gone) and waits for them to exit.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(process) = &mut node.process {
+                process.stdin.take();
+            }
+        }
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Node {
+    /// The broker's own process (the java child of its watchdog shell).
     pub fn pid(&self) -> Option<u32> {
-        let shell = self.child.id();
+        let shell = self.process.as_ref()?.child.id();
         let children =
             std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
         children
@@ -188,34 +412,248 @@ impl Broker {
             .filter_map(|pid| pid.parse().ok())
             .find(|pid: &u32| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|name| name.trim() == "nisshi")
+                    .is_ok_and(|name| name.trim() == "java")
             })
     }
 
-    /// Stops the broker and waits for it to exit.
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// This node's server log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("server.log")
     }
 
-    fn shutdown(&mut self) {
-        if self.stdin.take().is_some() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+    /// Writes the node's settings and formats its storage on the first start.
+    fn prepare(
+        &self,
+        installation: &Installation,
+        voters: &str,
+        nodes: u32,
+        cluster_id: &str,
+    ) -> anyhow::Result<()> {
+        let data = self.dir.join("data");
+        std::fs::create_dir_all(&data)
+            .with_context(|| format!("failed to create {}", data.display()))?;
+        std::fs::write(
+            self.dir.join("server.properties"),
+            self.properties(voters, nodes, &data),
+        )?;
+        std::fs::write(
+            self.dir.join("log4j2.properties"),
+            log4j2_properties(&self.log()),
+        )?;
+        match read_properties(&data.join("meta.properties"), "cluster.id") {
+            Some(id) if id == cluster_id => return Ok(()),
+            Some(id) => bail!(
+                "{} belongs to another Kafka cluster ({id}, not {cluster_id}): move the directory away or use another --data-dir",
+                data.display()
+            ),
+            None if std::fs::read_dir(&data)?.next().is_some() => bail!(
+                "{} holds files but no Kafka meta.properties (a foreign or damaged directory): move it away or use another --data-dir; nothing was deleted",
+                data.display()
+            ),
+            None => {}
         }
+        let output = installation
+            .java()
+            .args(["kafka.tools.StorageTool", "format"])
+            .arg(format!("--cluster-id={cluster_id}"))
+            .arg("-c")
+            .arg(self.dir.join("server.properties"))
+            .output()
+            .context("failed to run Kafka's storage tool")?;
+        if !output.status.success() {
+            bail!(
+                "formatting {} failed: {}{}",
+                data.display(),
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    fn properties(&self, voters: &str, nodes: u32, data: &Path) -> String {
+        // Internal topics as replicated as the cluster allows; with three
+        // nodes or more a write survives one lost broker.
+        let replicas = nodes.min(3);
+        let min_isr = if replicas >= 3 { 2 } else { 1 };
+        let mut text = format!(
+            "process.roles=broker,controller
+node.id={id}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://{addr},CONTROLLER://{controller}
+advertised.listeners=PLAINTEXT://{addr}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={data}
+default.replication.factor={replicas}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replicas}
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_isr}
+# One machine: fewer partitions for the internal topics than the 50 a
+# production cluster wants, so the first group and transaction start fast.
+offsets.topic.num.partitions=10
+transaction.state.log.num.partitions=10
+group.initial.rebalance.delay.ms=0
+# The log cleaner allocates 128 MiB by default: too much in a 512 MiB heap.
+log.cleaner.dedupe.buffer.size=16777216
+",
+            id = self.id,
+            addr = self.addr,
+            controller = self.controller,
+            data = data.display(),
+        );
+        if nodes > 1 {
+            // A dead node is noticed in seconds rather than the default 9 s.
+            text.push_str("broker.session.timeout.ms=4000\nbroker.heartbeat.interval.ms=1000\n");
+        }
+        text
+    }
+
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        let Some(process) = &mut self.process else {
+            return Ok(());
+        };
+        if let Some(status) = process.child.try_wait()? {
+            self.process = None;
+            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+            let stdout = std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();
+            bail!(
+                "Kafka node {} exited at start ({status}); the end of {}:\n{}\n{}",
+                self.id,
+                self.log().display(),
+                last_lines(&log, 15),
+                last_lines(&stdout, 10)
+            );
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        let pid = self.pid();
+        let Some(mut process) = self.process.take() else {
+            return;
+        };
+        process.stdin.take();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = process.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(pid) = pid {
+            let _ = signal(pid, "-KILL");
+        }
+        let _ = process.child.kill();
+        let _ = process.child.wait();
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.shutdown();
+impl NodeProcess {
+    /// Starts `command` under a watchdog shell that stops it (SIGTERM) when
+    /// our end of its stdin closes, which also happens when this process
+    /// dies, so a node is never left orphaned.
+    fn spawn(command: Command, log: std::fs::File) -> anyhow::Result<Self> {
+        // (A background list reads /dev/null unless told otherwise: hence fd 3.)
+        let watchdog = r#"exec 3<&0; "$0" "$@" </dev/null & node=$!; (cat <&3 >/dev/null; kill -TERM $node 2>/dev/null) & wait $node"#;
+        let mut shell = Command::new("sh");
+        shell
+            .args(["-c", watchdog])
+            .arg(command.get_program())
+            .args(command.get_args())
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // Its own process group: a terminal's Ctrl-C reaches us first, so the
+        // services can commit before the broker stops.
+        std::os::unix::process::CommandExt::process_group(&mut shell, 0);
+        let mut child = shell.spawn().context("failed to start a Kafka node")?;
+        let stdin = child.stdin.take();
+        Ok(Self { child, stdin })
     }
+}
+
+/// Makes `dir` this cluster's home, or checks that it already is, and
+/// returns the cluster id. Refuses a directory that holds something else
+/// or a cluster of another size, deleting nothing.
+fn claim_directory(dir: &Path, nodes: u32) -> anyhow::Result<String> {
+    let marker = dir.join(CLUSTER_FILE);
+    if let Some(id) = read_properties(&marker, "cluster.id") {
+        let formatted: Option<u32> =
+            read_properties(&marker, "nodes").and_then(|n| n.parse().ok());
+        if formatted != Some(nodes) {
+            bail!(
+                "{} holds a Kafka cluster of {} node(s), not {nodes}: start it with --brokers {} or use another --data-dir",
+                dir.display(),
+                formatted.map_or("an unknown number of".to_owned(), |n| n.to_string()),
+                formatted.map_or("N".to_owned(), |n| n.to_string()),
+            );
+        }
+        return Ok(id);
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} is not empty and has no {CLUSTER_FILE}: it is not a broker directory of the storefront; move it away or use another --data-dir (nothing was deleted)",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let id = random_cluster_id();
+    let mut file = std::fs::File::create(&marker)?;
+    writeln!(
+        file,
+        "# Written by storefront when it formatted this cluster.\ncluster.id={id}\nnodes={nodes}\nkafka.version={}",
+        kafka_version()
+    )?;
+    Ok(id)
+}
+
+/// A Kafka cluster id: 16 random bytes in URL-safe base64 without padding.
+fn random_cluster_id() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+fn read_properties(file: &Path, key: &str) -> Option<String> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+fn log4j2_properties(log: &Path) -> String {
+    format!(
+        "appender.file.type=File
+appender.file.name=file
+appender.file.fileName={}
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=WARN
+rootLogger.appenderRef.file.ref=file
+# Keeps the \"Kafka Server started\" line.
+logger.server.name=kafka.server.KafkaRaftServer
+logger.server.level=INFO
+",
+        log.display()
+    )
+}
+
+fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .context("failed to run kill")?;
+    if !status.success() {
+        bail!("kill {signal} {pid} failed ({status})");
+    }
+    Ok(())
 }
 
 fn last_lines(text: &str, n: usize) -> String {
@@ -225,7 +663,53 @@ fn last_lines(text: &str, n: usize) -> String {
 
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kafka_version_is_read_from_the_pom() {
+        let version = kafka_version();
+        assert!(
+            version.split('.').count() == 3 && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{version}"
+        );
+    }
+
+    #[test]
+    fn java_versions_are_read_in_both_numbering_schemes() {
+        assert_eq!(
+            java_major("openjdk version \"17.0.15\" 2025-04-15\nOpenJDK Runtime"),
+            Some(17)
+        );
+        assert_eq!(java_major("java version \"1.8.0_412\""), Some(8));
+        assert_eq!(java_major("openjdk version \"25\" 2025-09-16"), Some(25));
+        assert_eq!(java_major("openjdk version \"21-ea\""), Some(21));
+        assert_eq!(java_major("no version here"), None);
+    }
+
+    #[test]
+    fn a_directory_with_foreign_files_is_refused_and_left_alone() {
+        let dir = std::env::temp_dir().join(format!("storefront-claim-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
+        let error = claim_directory(&dir, 1).unwrap_err().to_string();
+        assert!(error.contains("not a broker directory"), "{error}");
+        assert!(dir.join("precious.txt").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cluster_directory_is_claimed_once_and_refuses_another_size() {
+        let dir = std::env::temp_dir().join(format!("storefront-claim-{}", rand::random::<u32>()));
+        let id = claim_directory(&dir, 1).unwrap();
+        assert_eq!(id.len(), 22);
+        assert_eq!(claim_directory(&dir, 1).unwrap(), id);
+        let error = claim_directory(&dir, 3).unwrap_err().to_string();
+        assert!(error.contains("--brokers 1"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,10 +1,14 @@
-//! `storefront chaos`: the fault suite. A broker with SQLite storage and the
-//! five services as separate processes (`storefront run <service>`, two
-//! aggregators) take a steady load while each service is killed with
-//! SIGKILL once and restarted, the broker is stopped and started again, one
-//! service is frozen for a while, every service is restarted with SIGTERM
-//! in turn, and a burst comes at ten times the rate. Then every request that was accepted (is on
-//! `page.requested`) must have exactly one page on `page.completed`.
+//! `storefront chaos`: the fault suite. Apache Kafka (one node, or a
+//! cluster with `--brokers 3`) and the five services as separate processes
+//! (`storefront run <service>`, two aggregators) take a steady load while
+//! each service is killed with SIGKILL once and restarted, the broker fails
+//! (one node: stopped and started again; a cluster: the leader of the
+//! request path killed, a rolling restart of every node, one node frozen
+//! past its session timeout), one service is frozen for a while, every
+//! service is restarted with SIGTERM in turn, and a burst comes at ten
+//! times the rate. Then every request that was accepted (is on
+//! `page.requested`) must have exactly one page on `page.completed`, and
+//! the report says how long requests failed or slowed around each broker fault.
 
 use std::{
     collections::HashMap,
@@ -21,7 +25,7 @@ use storefront_runtime::{
 };
 
 use crate::{
-    broker::{self, Broker, Storage},
+    broker::{self, Cluster, Ports},
     keys,
     processes::ServiceProcess,
     seed::{self, SeedConfig},
@@ -37,7 +41,10 @@ pub struct ChaosConfig {
     /// Requests per second of the steady load.
     #[arg(long, default_value_t = 20)]
     pub rate: u32,
-    /// How long the broker stays stopped.
+    /// Kafka nodes: 1, or 3 for a cluster (replication 3, min.insync.replicas=2).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub brokers: u32,
+    /// How long a stopped or killed broker stays down, and how long a frozen one stays frozen.
     #[arg(long, default_value_t = 10)]
     pub broker_outage_secs: u64,
     /// How long one service stays frozen (SIGSTOP) to play a slow service.
@@ -79,6 +86,9 @@ pub struct ChaosReport {
     /// Places a password or key was found in clear: topics (payloads,
     /// keys, headers) and the services' logs.
     pub secrets_found: Vec<String>,
+    /// How the load fared around each broker fault.
+    pub failovers: Vec<Failover>,
+    samples: Vec<Sample>,
 }
 
 impl fmt::Display for ChaosReport {
@@ -104,11 +114,44 @@ impl fmt::Display for ChaosReport {
         for place in &self.secrets_found {
             writeln!(f, "  {place}")?;
         }
+        for failover in &self.failovers {
+            writeln!(
+                f,
+                "broker fault {:<34} {:>4} requests, {:>3} failed, {:>3} slow (>1 s), disrupted for {:.1} s",
+                failover.fault,
+                failover.requests,
+                failover.failed,
+                failover.slow,
+                failover.disrupted.as_secs_f64()
+            )?;
+        }
         for (service, kib) in &self.peak_rss_kib {
             writeln!(f, "peak RSS {service:<12} {:.1} MiB", *kib as f64 / 1024.0)?;
         }
         Ok(())
     }
+}
+
+/// What the load saw during one broker fault.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    pub fault: String,
+    /// Requests sent from the fault's start until one interval after its end.
+    pub requests: u64,
+    /// Of those: no answer or a 5xx.
+    pub failed: u64,
+    /// Of those: answered, but slower than a second.
+    pub slow: u64,
+    /// From the fault's start to the last request that failed or was slow.
+    pub disrupted: Duration,
+}
+
+/// When one request was sent, how long it took, and whether it failed.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    sent: Instant,
+    latency: Duration,
+    failed: bool,
 }
 
 /// The processes of the suite, by label, and the service each runs. A
@@ -144,24 +187,26 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     };
     std::fs::create_dir_all(&work_dir)?;
     let started = Instant::now();
-    let nisshi = tokio::task::spawn_blocking(broker::install).await??;
-    let broker_addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
-    let storage = Storage::Sqlite(work_dir.join("broker/nisshi.db"));
-    let broker_log = work_dir.join("broker.log");
-    let start_broker = {
-        let (nisshi, storage, log) = (nisshi.clone(), storage.clone(), broker_log.clone());
-        move || Broker::start(&nisshi, broker_addr, &storage, &log)
-    };
-    let mut broker = Some(tokio::task::spawn_blocking(start_broker.clone()).await??);
+    let nodes = config.brokers;
+    let cluster = tokio::task::spawn_blocking({
+        let dir = work_dir.join("kafka");
+        move || Cluster::start(&dir, nodes, Ports::Free)
+    })
+    .await??;
+    let bootstrap = cluster.bootstrap_servers();
+    let cluster = Arc::new(Mutex::new(cluster));
     progress(
         started,
         &format!(
-            "broker up on {broker_addr} (data and logs in {})",
+            "Kafka up on {bootstrap} (data and logs in {})",
             work_dir.display()
         ),
     );
 
-    let kafka = KafkaSettings::new(broker_addr.to_string());
+    let kafka = KafkaSettings {
+        replication_factor: nodes.min(3) as i32,
+        ..KafkaSettings::new(bootstrap.clone())
+    };
     seed::seed(&kafka, &SeedConfig::small()).await?;
     let users = SeedConfig::small().customers;
 
@@ -170,7 +215,11 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    env.push(("KAFKA_BOOTSTRAP_SERVERS".into(), broker_addr.to_string()));
+    env.push(("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap));
+    env.push((
+        "STOREFRONT_REPLICATION_FACTOR".into(),
+        kafka.replication_factor.to_string(),
+    ));
     env.push(("RUST_LOG".into(), "info,librdkafka=warn".into()));
     let mut services = HashMap::new();
     for (name, service) in PROCESSES {
@@ -206,16 +255,17 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         process.kill_and_restart(down_for).await?;
         progress(started, &format!("{name} restarted and ready"));
     }
-    tokio::time::sleep(step).await;
-    progress(started, "stopping the broker");
-    tokio::task::spawn_blocking({
-        let broker = broker.take();
-        move || drop(broker)
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(config.broker_outage_secs)).await;
-    broker = Some(tokio::task::spawn_blocking(start_broker).await??);
-    progress(started, "broker started again");
+    let mut faults = Vec::new();
+    for fault in broker_faults(nodes) {
+        tokio::time::sleep(step).await;
+        let begun = Instant::now();
+        progress(started, &fault.to_string());
+        fault
+            .run(&cluster, &kafka, Duration::from_secs(config.broker_outage_secs))
+            .await?;
+        progress(started, &format!("{fault}: over"));
+        faults.push((fault.to_string(), begun, Instant::now()));
+    }
     tokio::time::sleep(step).await;
     progress(
         started,
@@ -266,6 +316,10 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     report.accepted = accepted;
     report.lost = lost;
     report.duplicated = duplicated;
+    report.failovers = faults
+        .into_iter()
+        .map(|(fault, begun, ended)| failover(fault, &report.samples, begun, ended + step))
+        .collect();
     for (name, _) in PROCESSES {
         let process = services.remove(name).expect("started");
         report.peak_rss_kib.push((name, process.stop().await));
@@ -279,9 +333,145 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
             .map(|(_, v)| v.clone()),
     );
     report.secrets_found = find_secrets(&kafka, &work_dir, secrets).await?;
-    tokio::task::spawn_blocking(move || drop(broker)).await?;
+    tokio::task::spawn_blocking(move || drop(cluster)).await?;
     progress(started, "done");
     Ok(report)
+}
+
+/// A broker fault the suite injects under load.
+#[derive(Debug, Clone, Copy)]
+enum BrokerFault {
+    /// The only node stopped, then started again.
+    Outage,
+    /// SIGKILL of the node leading the request path's first partition,
+    /// started again after the outage.
+    KillLeader,
+    /// Each node in turn stopped (SIGTERM) and started, waiting for every
+    /// partition to be back in sync before the next.
+    RollingRestart,
+    /// The request path's leader frozen with SIGSTOP for the outage (longer
+    /// than the brokers' 4 s session timeout), then thawed.
+    FreezeLeader,
+}
+
+impl fmt::Display for BrokerFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Outage => "broker stopped and started",
+            Self::KillLeader => "SIGKILL of the leader",
+            Self::RollingRestart => "rolling restart of every node",
+            Self::FreezeLeader => "leader frozen (SIGSTOP)",
+        })
+    }
+}
+
+/// The broker faults for a cluster of `nodes`: a single node can only be down.
+fn broker_faults(nodes: u32) -> Vec<BrokerFault> {
+    match nodes {
+        1 => vec![BrokerFault::Outage],
+        _ => vec![
+            BrokerFault::KillLeader,
+            BrokerFault::RollingRestart,
+            BrokerFault::FreezeLeader,
+        ],
+    }
+}
+
+/// How long a cluster may take to have every partition in sync again.
+const RESYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl BrokerFault {
+    async fn run(
+        self,
+        cluster: &Arc<Mutex<Cluster>>,
+        kafka: &KafkaSettings,
+        outage: Duration,
+    ) -> anyhow::Result<()> {
+        let topic = kafka.topics().page_requested;
+        let leader = {
+            let topic = topic.clone();
+            move |c: &mut Cluster| c.leader_of(&topic, 0)
+        };
+        match self {
+            Self::Outage => {
+                on_cluster(cluster, |c| c.stop_node(1)).await?;
+                tokio::time::sleep(outage).await;
+                on_cluster(cluster, |c| c.start_node(1)).await
+            }
+            Self::KillLeader => {
+                let id = on_cluster(cluster, move |c| {
+                    let id = leader(c)?;
+                    c.kill_node(id)?;
+                    Ok(id)
+                })
+                .await?;
+                tokio::time::sleep(outage).await;
+                on_cluster(cluster, move |c| {
+                    c.start_node(id)?;
+                    c.wait_until_in_sync(RESYNC_TIMEOUT)
+                })
+                .await
+            }
+            Self::RollingRestart => {
+                on_cluster(cluster, |c| {
+                    let ids: Vec<u32> = c.nodes().iter().map(|n| n.id).collect();
+                    for id in ids {
+                        c.stop_node(id)?;
+                        c.start_node(id)?;
+                        c.wait_until_in_sync(RESYNC_TIMEOUT)?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            Self::FreezeLeader => {
+                let id = on_cluster(cluster, move |c| {
+                    let id = leader(c)?;
+                    c.signal_node(id, "-STOP")?;
+                    Ok(id)
+                })
+                .await?;
+                tokio::time::sleep(outage).await;
+                on_cluster(cluster, move |c| {
+                    c.signal_node(id, "-CONT")?;
+                    c.wait_until_in_sync(RESYNC_TIMEOUT)
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Runs a blocking operation on the cluster off the async threads.
+async fn on_cluster<T: Send + 'static>(
+    cluster: &Arc<Mutex<Cluster>>,
+    operation: impl FnOnce(&mut Cluster) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || operation(&mut cluster.lock().expect("cluster lock")))
+        .await?
+}
+
+/// What the requests sent between `begun` and `until` saw of one fault.
+fn failover(fault: String, samples: &[Sample], begun: Instant, until: Instant) -> Failover {
+    let window: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.sent >= begun && s.sent <= until)
+        .collect();
+    let slow = |s: &Sample| !s.failed && s.latency > Duration::from_secs(1);
+    let disrupted = window
+        .iter()
+        .filter(|s| s.failed || slow(s))
+        .map(|s| (s.sent + s.latency).saturating_duration_since(begun))
+        .max()
+        .unwrap_or_default();
+    Failover {
+        fault,
+        requests: window.len() as u64,
+        failed: window.iter().filter(|s| s.failed).count() as u64,
+        slow: window.iter().filter(|s| slow(s)).count() as u64,
+        disrupted,
+    }
 }
 
 /// Waits up to `timeout` for every accepted request to have a page, then
@@ -420,6 +610,7 @@ async fn steady_load(
                         }),
                     ),
                 };
+            let sent = Instant::now();
             let (status, body) = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -439,6 +630,11 @@ async fn steady_load(
             };
             let mut report = outcomes.lock().expect("outcomes lock");
             report.sent += 1;
+            report.samples.push(Sample {
+                sent,
+                latency: sent.elapsed(),
+                failed: status.is_none_or(|s| s >= 500),
+            });
             match (status, body["status"].as_str()) {
                 (None, _) => report.refused += 1,
                 (Some(200), Some("complete")) => report.completed += 1,

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use storefront::{
     bench::{self, BenchConfig},
-    broker::{self, Broker, Storage},
+    broker::{self, Cluster, Ports},
     chaos::{self, ChaosConfig},
     dlq, keys,
     replay::{self, ReplayArgs},
@@ -39,8 +39,6 @@ enum Command {
     },
     /// Print fresh keys as .env lines (user-svc's key pair, the cookie key).
     Keygen,
-    /// Install the embedded broker into the cache if missing, and print its path.
-    InstallBroker,
     /// Run one service in this process, as its own binary does.
     #[command(subcommand)]
     Run(RunService),
@@ -172,14 +170,19 @@ struct UpArgs {
     /// aggregator take the next three ports (0: free ports).
     #[arg(long, default_value = "127.0.0.1:8081")]
     services_addr: SocketAddr,
-    /// Port of the embedded broker.
+    /// Client port of the embedded broker's first node; node i takes
+    /// `port + 2(i-1)`, and its controller the port after that.
     #[arg(long, default_value_t = 9092)]
     broker_port: u16,
+    /// How many Kafka nodes to run: 1, or 3 for a cluster whose topics keep
+    /// three replicas (min.insync.replicas=2) and survive a lost broker.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    brokers: u32,
     #[arg(long, env = "STOREFRONT_TOPIC_PREFIX", default_value = "")]
     topic_prefix: String,
     #[arg(long, env = "STOREFRONT_PARTITIONS", default_value_t = 3)]
     partitions: i32,
-    #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 50)]
+    #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 500)]
     fetch_wait_ms: u32,
     #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
     page_deadline_ms: u64,
@@ -209,11 +212,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keygen => {
             print!("{}", keys::generate_env());
-            Ok(())
-        }
-        Command::InstallBroker => {
-            let path = tokio::task::spawn_blocking(broker::install).await??;
-            println!("{}", path.display());
             Ok(())
         }
         Command::Run(service) => service.run().await,
@@ -364,26 +362,38 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             (None, servers.clone())
         }
         None => {
-            let nisshi = tokio::task::spawn_blocking(broker::install).await??;
-            let addr = SocketAddr::from(([127, 0, 0, 1], args.broker_port));
-            let storage = Storage::Sqlite(args.data_dir.join("broker/nisshi.db"));
-            let log = args.data_dir.join("broker.log");
+            let dir = args.data_dir.join(match args.brokers {
+                1 => "kafka".to_owned(),
+                n => format!("kafka-{n}-nodes"),
+            });
+            let old_broker = args.data_dir.join("broker/nisshi.db");
+            if old_broker.exists() {
+                eprintln!(
+                    "{} is the previous embedded broker's data (nisshi); Apache Kafka does not read it, and it is left alone.",
+                    old_broker.display()
+                );
+            }
             eprintln!(
-                "Starting the embedded broker on {addr} (data in {}, log in {})",
-                args.data_dir.join("broker").display(),
-                log.display()
+                "Starting Apache Kafka {} ({} node(s), data and logs in {})",
+                broker::kafka_version(),
+                args.brokers,
+                dir.display()
             );
-            let broker =
-                tokio::task::spawn_blocking(move || Broker::start(&nisshi, addr, &storage, &log))
-                    .await??;
-            (Some(broker), addr.to_string())
+            let (nodes, port) = (args.brokers, args.broker_port);
+            let cluster = tokio::task::spawn_blocking(move || {
+                Cluster::start(&dir, nodes, Ports::From(port))
+            })
+            .await??;
+            let bootstrap = cluster.bootstrap_servers();
+            eprintln!("Kafka is up on {bootstrap}");
+            (Some(cluster), bootstrap)
         }
     };
     let kafka = KafkaSettings {
         bootstrap_servers: bootstrap,
         topic_prefix: args.topic_prefix,
         partitions: args.partitions,
-        replication_factor: 1,
+        replication_factor: args.brokers.min(3) as i32,
         fetch_wait_ms: args.fetch_wait_ms,
         linger_ms: 1,
     };

@@ -15,7 +15,7 @@ use std::{
 
 use axum::{extract::State, http::HeaderMap, routing::post, Router};
 use storefront::{
-    broker::{self, Broker, Storage},
+    broker,
     seed::{self, SeedConfig},
     stack::{Service, StackConfig},
 };
@@ -197,20 +197,7 @@ async fn a_request_outlives_the_sigkill_of_its_gateway_and_gateways_join_and_lea
 {
     let dir = std::env::temp_dir().join(format!("storefront-gateways-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let nisshi = broker::nisshi_path();
-    assert!(nisshi.exists(), "run scripts/prepare.sh --test first");
-    let broker_addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port().unwrap()));
-    let broker = {
-        let (nisshi, log) = (nisshi.clone(), dir.join("broker.log"));
-        tokio::task::spawn_blocking(move || {
-            Broker::start(&nisshi, broker_addr, &Storage::Memory, &log)
-        })
-        .await
-        .unwrap()
-        .unwrap()
-    };
-    let mut kafka = KafkaSettings::new(broker_addr.to_string());
-    kafka.fetch_wait_ms = 10;
+    let kafka = KafkaSettings::new(storefront_e2e::bootstrap_servers());
     seed::seed(&kafka, &SeedConfig::small()).await.unwrap();
     let mut config = StackConfig::new(kafka.clone());
     // No ads-svc: every page waits for its deadline, so requests are in flight long enough.
@@ -226,8 +213,7 @@ async fn a_request_outlives_the_sigkill_of_its_gateway_and_gateways_join_and_lea
     let (receiver, received) = start_receiver().await;
     let callback_url = format!("http://{receiver}/hook");
     let env: Vec<(String, String)> = [
-        ("KAFKA_BOOTSTRAP_SERVERS", broker_addr.to_string()),
-        ("STOREFRONT_FETCH_WAIT_MS", "10".into()),
+        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone()),
         (
             "STOREFRONT_USER_SVC_PUBLIC_KEY",
             config.unseal_key.seal_key().to_base64(),
@@ -407,7 +393,6 @@ async fn a_request_outlives_the_sigkill_of_its_gateway_and_gateways_join_and_lea
     a.sigkill().await;
     c.sigkill().await;
     backend.stop().await;
-    broker.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

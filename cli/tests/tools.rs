@@ -7,14 +7,12 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::SocketAddr,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use serde_json::Value;
 use storefront::{
-    broker::{self, Broker, Storage},
     stack::Service,
 };
 use storefront_e2e::{fresh_namespace, shared, Gateway, TestStack};
@@ -475,7 +473,7 @@ async fn write_stamped_records(kafka: &KafkaSettings, topic: &str, base: i64) {
 }
 
 /// Kafka's rule: the earliest offset whose timestamp is at or after the time.
-async fn check_seek_by_time(kafka: &KafkaSettings, storage: &str) {
+async fn check_seek_by_time(kafka: &KafkaSettings) {
     storefront_runtime::topics::ensure_topics(kafka)
         .await
         .unwrap();
@@ -504,7 +502,7 @@ async fn check_seek_by_time(kafka: &KafkaSettings, storage: &str) {
         (9001, 10),
     ];
     for (after, offset) in expected {
-        assert_eq!(start(after), offset, "{storage}: seek to +{after} ms");
+        assert_eq!(start(after), offset, "seek to +{after} ms");
     }
     let mut read = vec![];
     reader
@@ -516,25 +514,10 @@ async fn check_seek_by_time(kafka: &KafkaSettings, storage: &str) {
             |r| read.push(r.offset),
         )
         .unwrap();
-    assert_eq!(read, [2, 3], "{storage}: from the time to the bound");
+    assert_eq!(read, [2, 3], "from the time to the bound");
 }
 
 #[tokio::test]
-async fn seeking_by_time_finds_the_earliest_record_at_or_after_it_on_both_storages() {
-    check_seek_by_time(&fresh_namespace(), "memory").await;
-
-    let dir = std::env::temp_dir().join(format!("storefront-seek-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port().unwrap()));
-    let storage = Storage::Sqlite(dir.join("nisshi.db"));
-    let sqlite = Broker::start(
-        &broker::nisshi_path(),
-        addr,
-        &storage,
-        &dir.join("broker.log"),
-    )
-    .unwrap();
-    check_seek_by_time(&KafkaSettings::new(addr.to_string()), "sqlite").await;
-    sqlite.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+async fn seeking_by_time_finds_the_earliest_record_at_or_after_it() {
+    check_seek_by_time(&fresh_namespace()).await;
 }

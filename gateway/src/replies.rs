@@ -95,7 +95,12 @@ fn commit_start_positions(
         if matches!(element.offset(), Offset::Offset(_)) {
             continue;
         }
-        let (_, high) = consumer.fetch_watermarks(element.topic(), element.partition(), TIMEOUT)?;
+        let (_, high) = storefront_runtime::watermarks::fetch(
+            consumer,
+            element.topic(),
+            element.partition(),
+            TIMEOUT,
+        )?;
         starts.add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))?;
     }
     if starts.count() > 0 {

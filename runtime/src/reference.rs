@@ -86,8 +86,12 @@ impl ReferenceReader {
                 let mut remaining = HashMap::new();
                 for (topic, partitions) in counts {
                     for partition in 0..partitions {
-                        let (low, high) = consumer
-                            .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                        let (low, high) = crate::watermarks::fetch(
+                            consumer.as_ref(),
+                            &topic,
+                            partition,
+                            Duration::from_secs(10),
+                        )
                             .context("fetch watermarks")?;
                         if high > low {
                             remaining.insert((topic.clone(), partition), high);

@@ -24,8 +24,9 @@ pub struct KafkaSettings {
     /// Replication factor of topics created at start-up.
     #[arg(long, env = "STOREFRONT_REPLICATION_FACTOR", default_value_t = 1)]
     pub replication_factor: i32,
-    /// How long a request-path fetch may wait for data (fetch.wait.max.ms): per-hop latency against idle broker CPU.
-    #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 50)]
+    /// How long the broker may hold a fetch that found no data (fetch.wait.max.ms).
+    /// Kafka answers a held fetch as soon as a record arrives, so this costs no latency.
+    #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 500)]
     pub fetch_wait_ms: u32,
     /// How long the producer waits to fill a batch (linger.ms): per-hop latency against requests to the broker.
     #[arg(long, env = "STOREFRONT_LINGER_MS", default_value_t = 1)]
@@ -40,7 +41,7 @@ impl KafkaSettings {
             topic_prefix: String::new(),
             partitions: 3,
             replication_factor: 1,
-            fetch_wait_ms: 50,
+            fetch_wait_ms: 500,
             linger_ms: 1,
         }
     }

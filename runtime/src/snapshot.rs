@@ -175,9 +175,7 @@ impl PartitionReader {
         };
         let mut positions = Vec::with_capacity(partitions.len());
         for tp in partitions {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&tp.topic, tp.partition, TIMEOUT)
+            let (low, high) = crate::watermarks::fetch(&self.consumer, &tp.topic, tp.partition, TIMEOUT)
                 .context("fetch watermarks")?;
             let start = match (since, &by_time) {
                 (Some(Since::Timestamp(_)), Some(found)) => match found.get(tp) {

@@ -89,24 +89,31 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
         .create()
         .context("create an admin client")?;
     let topics = settings.topics();
-    let replication = || TopicReplication::Fixed(settings.replication_factor);
+    // With three replicas or more, a write is acknowledged once two have
+    // it (producers use acks=all), so one broker can fail without loss or
+    // downtime; said on each topic, whatever the cluster's default.
+    let new_topic = |name, partitions, retention_ms| {
+        let topic = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(settings.replication_factor),
+        )
+        .set("retention.ms", retention_ms);
+        match settings.replication_factor {
+            3.. => topic.set("min.insync.replicas", "2"),
+            _ => topic,
+        }
+    };
     let mut new_topics = Vec::new();
     for name in topics.request_path() {
-        new_topics.push(
-            NewTopic::new(name, settings.partitions, replication())
-                .set("retention.ms", ONE_WEEK_MS),
-        );
+        new_topics.push(new_topic(name, settings.partitions, ONE_WEEK_MS));
     }
     for name in topics.reference() {
         // Reference data must outlive the default retention: records older
         // than it would vanish after a broker restart.
-        new_topics.push(
-            NewTopic::new(name, settings.partitions, replication()).set("retention.ms", "-1"),
-        );
+        new_topics.push(new_topic(name, settings.partitions, "-1"));
     }
-    new_topics.push(
-        NewTopic::new(&topics.dead_letters, 1, replication()).set("retention.ms", THIRTY_DAYS_MS),
-    );
+    new_topics.push(new_topic(&topics.dead_letters, 1, THIRTY_DAYS_MS));
 
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
@@ -125,15 +132,22 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
             }
         }
     }
-    let counts = partition_counts(settings, &topics.request_path()).await?;
-    let distinct: std::collections::BTreeSet<_> = counts.values().collect();
+    // Creation returns before the partitions have leaders: wait for them
+    // all, so that what the caller does next finds every partition served.
+    let counts = partition_counts(settings, &topics.all()).await?;
+    let distinct: std::collections::BTreeSet<_> = topics
+        .request_path()
+        .iter()
+        .filter_map(|t| counts.get(*t))
+        .collect();
     if distinct.len() > 1 {
         return Err(Error::PartitionMismatch(format!("{counts:?}")));
     }
     Ok(())
 }
 
-/// Partition count of each topic, waiting until metadata knows them all.
+/// Partition count of each topic, waiting until metadata knows them all
+/// and every partition has a leader.
 pub async fn partition_counts(
     settings: &KafkaSettings,
     topics: &[&str],
@@ -159,6 +173,11 @@ pub async fn partition_counts(
                     .topics()
                     .first()
                     .filter(|t| t.error().is_none())
+                    .filter(|t| {
+                        t.partitions()
+                            .iter()
+                            .all(|p| p.leader() >= 0 && p.error().is_none())
+                    })
                     .map(|t| t.partitions().len() as i32)
                     .unwrap_or(0);
                 if partitions > 0 {

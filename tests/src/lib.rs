@@ -1,4 +1,4 @@
-//! The end-to-end harness: one real nisshi broker per test process, a
+//! The end-to-end harness: one real Apache Kafka node per test process, a
 //! topic namespace per test stack, the five services started in-process on
 //! free ports, and helpers to call the gateway and read topics back.
 
@@ -7,10 +7,15 @@ pub mod sse;
 pub mod telemetry;
 pub mod webhooks;
 
-use std::{net::SocketAddr, sync::OnceLock, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    time::Duration,
+};
 
 use storefront::{
-    broker::{self, Broker, Storage},
+    broker::{Cluster, Ports},
     seed::{self, Dataset, SeedConfig},
     stack::{Service, Stack, StackConfig},
 };
@@ -20,28 +25,49 @@ use storefront_runtime::{
 };
 
 /// The broker every test of this process shares; stopped when the process exits.
-pub fn broker_addr() -> SocketAddr {
-    static BROKER: OnceLock<Broker> = OnceLock::new();
+pub fn bootstrap_servers() -> String {
+    static BROKER: OnceLock<Cluster> = OnceLock::new();
     BROKER
         .get_or_init(|| {
-            let nisshi = broker::nisshi_path();
-            assert!(
-                nisshi.exists(),
-                "the embedded broker is not installed at {}: run scripts/prepare.sh (or `storefront install-broker`)",
-                nisshi.display()
-            );
-            let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port().expect("a free port")));
-            let log = std::env::temp_dir().join(format!("storefront-e2e-broker-{}.log", addr.port()));
-            Broker::start(&nisshi, addr, &Storage::Memory, &log).expect("the test broker starts")
+            let dir = scratch_dir("kafka");
+            Cluster::start(&dir, 1, Ports::Free)
+                .unwrap_or_else(|e| panic!("the test broker starts in {}: {e:#}", dir.display()))
         })
-        .addr
+        .bootstrap_servers()
+}
+
+/// A new directory for this test process under the system's temporary
+/// directory. Those of test processes that are no longer running are
+/// removed first, so brokers' data does not pile up.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    let prefix = format!("storefront-test-{name}-");
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|rest| rest.split('-').next())
+            else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tmp.join(format!(
+        "{prefix}{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
 }
 
 /// Kafka settings in a fresh topic namespace on the shared broker.
 pub fn fresh_namespace() -> KafkaSettings {
-    let mut settings = KafkaSettings::new(broker_addr().to_string());
+    let mut settings = KafkaSettings::new(bootstrap_servers());
     settings.topic_prefix = format!("t{:08x}.", rand::random::<u32>());
-    settings.fetch_wait_ms = 10;
     settings
 }
 

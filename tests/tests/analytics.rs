@@ -71,9 +71,13 @@ async fn positions(
         for topic in &topics {
             let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
             for partition in metadata.topics()[0].partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, partition.id(), timeout)
-                    .unwrap();
+                let (low, high) = storefront_runtime::watermarks::fetch(
+                    &consumer,
+                    topic,
+                    partition.id(),
+                    timeout,
+                )
+                .unwrap();
                 marks.insert((topic.clone(), partition.id()), (high, high - low));
                 list.add_partition(topic, partition.id());
             }

@@ -3,7 +3,8 @@
 //! while the gateway polls) and against the broker's own floor, on one
 //! machine, in one run, with one open-loop load generator.
 //!
-//! One broker (nisshi, SQLite storage: what `storefront up` uses) holds
+//! One Apache Kafka node (what `storefront up` runs; `--brokers 3` for a
+//! cluster) holds
 //! the seed data; each design then runs as separate processes of this
 //! binary, alone on the machine, through the same scenarios: healthy, ads
 //! slow for a fifth of requests, one service killed for 5 seconds, a burst
@@ -25,7 +26,7 @@ use serde::Serialize;
 use storefront_runtime::KafkaSettings;
 
 use crate::{
-    broker::{self, Broker, Storage},
+    broker::{self, Cluster, Ports},
     keys,
     processes::{self, ServiceProcess},
     seed::{self, SeedConfig},
@@ -139,9 +140,10 @@ pub struct BenchConfig {
     /// Where the broker's data and the processes' logs go (default: a new temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// The broker's storage: `sqlite` (what `storefront up` uses) or `memory`.
-    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "memory"])]
-    pub storage: String,
+    /// How many Kafka nodes: 1 (what `storefront up` runs) or 3 (topics
+    /// with three replicas, min.insync.replicas=2).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub brokers: u32,
     /// The data set (default: what `storefront up` seeds).
     #[command(flatten)]
     pub seed: SeedConfig,
@@ -165,7 +167,7 @@ struct Bench {
     config: BenchConfig,
     storefront: PathBuf,
     work_dir: PathBuf,
-    broker: Broker,
+    broker: Cluster,
     kafka: KafkaSettings,
     seed: SeedConfig,
     /// Keys, broker address, deadline: the environment of every process.
@@ -193,16 +195,17 @@ pub async fn run(
     });
     std::fs::create_dir_all(&work_dir)?;
     let started = Instant::now();
-    let nisshi = tokio::task::spawn_blocking(broker::install).await??;
-    let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));
-    let storage = match config.storage.as_str() {
-        "memory" => Storage::Memory,
-        _ => Storage::Sqlite(work_dir.join("broker/nisshi.db")),
+    let nodes = config.brokers;
+    let broker = tokio::task::spawn_blocking({
+        let dir = work_dir.join("kafka");
+        move || Cluster::start(&dir, nodes, Ports::Free)
+    })
+    .await??;
+    let addr = broker.bootstrap_servers();
+    let kafka = KafkaSettings {
+        replication_factor: nodes.min(3) as i32,
+        ..KafkaSettings::new(addr.clone())
     };
-    let log = work_dir.join("broker.log");
-    let broker =
-        tokio::task::spawn_blocking(move || Broker::start(&nisshi, addr, &storage, &log)).await??;
-    let kafka = KafkaSettings::new(addr.to_string());
     let seed = config.seed.clone();
     progress(
         started,
@@ -218,7 +221,11 @@ pub async fn run(
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     env.extend([
-        ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), addr.to_string()),
+        ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), addr),
+        (
+            "STOREFRONT_REPLICATION_FACTOR".to_owned(),
+            kafka.replication_factor.to_string(),
+        ),
         (
             "STOREFRONT_PAGE_DEADLINE_MS".to_owned(),
             config.deadline_ms.to_string(),
@@ -242,7 +249,12 @@ pub async fn run(
     };
     let mut report = BenchReport {
         command,
-        machine: format!("{}; broker storage: {}", machine(), bench.config.storage),
+        machine: format!(
+            "{}; broker: Apache Kafka {}, {} node(s)",
+            machine(),
+            broker::kafka_version(),
+            bench.config.brokers
+        ),
         deadline_ms: bench.config.deadline_ms,
         ..BenchReport::default()
     };
@@ -287,6 +299,15 @@ pub async fn run(
     progress(bench.started, "done");
     tokio::task::spawn_blocking(move || bench.broker.stop()).await?;
     Ok(report)
+}
+
+/// CPU ticks of every node of the cluster together, if all can be read.
+fn broker_ticks(broker: &Cluster) -> Option<u64> {
+    broker
+        .nodes()
+        .iter()
+        .map(|n| n.pid().and_then(processes::cpu_ticks))
+        .sum()
 }
 
 /// CPU time `used` over `wall`, as a share of one core in percent.
@@ -579,12 +600,12 @@ impl Bench {
     async fn tuning(&self, report: &mut BenchReport) -> anyhow::Result<()> {
         let variants: [(&str, &str, &str); 7] = [
             ("fetch.wait.max.ms=10", "STOREFRONT_FETCH_WAIT_MS", "10"),
-            (
-                "fetch.wait.max.ms=50 (default)",
-                "STOREFRONT_FETCH_WAIT_MS",
-                "50",
-            ),
             ("fetch.wait.max.ms=100", "STOREFRONT_FETCH_WAIT_MS", "100"),
+            (
+                "fetch.wait.max.ms=500 (default)",
+                "STOREFRONT_FETCH_WAIT_MS",
+                "500",
+            ),
             ("linger.ms=0", "STOREFRONT_LINGER_MS", "0"),
             ("linger.ms=5", "STOREFRONT_LINGER_MS", "5"),
             ("partitions=1", "STOREFRONT_PARTITIONS", "1"),
@@ -628,7 +649,7 @@ impl Bench {
         let sessions = self.log_in(&deployment, &mut ignored).await?;
         deployment.target = self.target(Design::Choreography, &deployment, &sessions);
         progress(self.started, &format!("tuning: {setting}"));
-        let before = self.broker.pid().and_then(processes::cpu_ticks);
+        let before = broker_ticks(&self.broker);
         let started = Instant::now();
         let summary = load::run(
             &deployment.target,
@@ -639,7 +660,7 @@ impl Bench {
         )
         .await;
         let wall = started.elapsed();
-        let after = self.broker.pid().and_then(processes::cpu_ticks);
+        let after = broker_ticks(&self.broker);
         let broker_cpu = match (before, after) {
             (Some(b), Some(a)) => {
                 share_of_core(processes::ticks_to_duration(a.saturating_sub(b)), wall)
@@ -714,7 +735,7 @@ impl Deployment {
     }
 
     /// CPU time so far and process ID of each process, the broker's, Redis's and the bench's own included.
-    fn cpu_times(&self, broker: &Broker) -> Vec<(String, Duration, Option<u32>)> {
+    fn cpu_times(&self, broker: &Cluster) -> Vec<(String, Duration, Option<u32>)> {
         let mut times: Vec<(String, Duration, Option<u32>)> = self
             .processes
             .iter()
@@ -724,7 +745,12 @@ impl Deployment {
             let ticks = pid.and_then(processes::cpu_ticks).unwrap_or(0);
             times.push((name.to_owned(), processes::ticks_to_duration(ticks), pid));
         };
-        other("broker", broker.pid());
+        for node in broker.nodes() {
+            match broker.nodes().len() {
+                1 => other("broker", node.pid()),
+                _ => other(&format!("broker-{}", node.id), node.pid()),
+            }
+        }
         if let Some(redis) = &self.redis {
             other("redis-server", redis.pid());
         }
