@@ -3,17 +3,30 @@
 //! into one `page.completed`, written to the reply partition the gateway
 //! named. Complete when all parts are in, rejected at once when
 //! authentication failed, partial at the request's wall-clock deadline on
-//! its own timer. Input offsets are committed only once their page is out,
-//! so after a crash the uncommitted inputs come back and rebuild the joins
-//! that were pending; what was already answered is read back from
-//! `page.completed` at every assignment, so no request is answered twice.
+//! its own timer. Pages go out in Kafka transactions together with the
+//! input offsets they consume, committed for the consumer group's current
+//! generation: after a crash the uncommitted inputs come back and rebuild
+//! the joins that were pending, and an instance the group has left behind
+//! (frozen, cut off) cannot commit a page for a partition it lost. Only the
+//! current owner of a partition writes its pages (`ownership.rs`); what was
+//! already answered is read back from `page.completed` at every assignment,
+//! so no request is answered twice.
 
 pub mod join;
+mod ownership;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use opentelemetry::{trace::TraceContextExt, Context};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    Offset, TopicPartitionList,
+};
 use storefront_runtime::{
     health,
     offsets::OffsetTracker,
@@ -21,8 +34,10 @@ use storefront_runtime::{
     processor::GroupContext,
     service::{self, PRODUCER_WARM},
     snapshot::{self, Since},
-    topics, trace, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness,
-    RunningService, Telemetry, TelemetrySettings, Topics,
+    topics, trace,
+    transaction::TransactionError,
+    DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness, RunningService,
+    Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
     now_ms, AdsSelected, HistoryFetched, Milestone, PageRequested, RequestContext, UserResolved,
@@ -31,7 +46,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::join::{Added, Arrival, Joins, Part, ReadyPage, Source};
+use crate::{
+    join::{Added, Arrival, Joins, Part, ReadyPage, Source},
+    ownership::Ownership,
+};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -46,9 +64,22 @@ pub struct Settings {
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8084")]
     pub http_addr: SocketAddr,
+    /// This instance's name, unique among the running aggregators and kept
+    /// across its restarts (its transactional id): a restarted instance
+    /// then aborts what it left open at once. Default: the host name and
+    /// the HTTP port (a random name when the port is 0).
+    #[arg(long, env = "STOREFRONT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 }
 
 const SERVICE: &str = "aggregator";
+
+/// How long one transaction (pages and offsets) may take before it is aborted.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often input offsets are committed when no page goes out with them
+/// (parts that arrived late, records dead-lettered).
+const OFFSETS_ALONE_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts the aggregator; it runs until `shutdown` is cancelled.
 pub async fn start(
@@ -61,30 +92,48 @@ pub async fn start(
         .await?[&topics.page_completed];
     let readiness = Readiness::new(&[PRODUCER_WARM, processor::PARTITIONS_ASSIGNED]);
     let telemetry = Telemetry::new(SERVICE, &settings.telemetry)?;
+    // Pages go out in transactions with the input offsets they consume;
+    // dead letters are at-least-once, outside them.
+    let instance = settings
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| default_instance_id(settings.http_addr));
+    let transactional_id = format!("{}.{instance}", settings.kafka.group(SERVICE));
+    let pages = EventProducer::transactional(&settings.kafka, &telemetry, &transactional_id)?;
+    tokio::task::spawn_blocking({
+        let pages = pages.clone();
+        move || pages.init_transactions(Duration::from_secs(30))
+    })
+    .await??;
     let producer = EventProducer::new(&settings.kafka, &telemetry)?;
-    let consumer = Arc::new(processor::group_consumer(
+    let ownership = Arc::new(Ownership::new(&topics.page_requested));
+    let consumer = Arc::new(processor::transactional_group_consumer(
         &settings.kafka,
         &telemetry,
         &settings.kafka.group(SERVICE),
         readiness.clone(),
+        ownership.clone(),
     )?);
-    consumer.subscribe(&[
-        &topics.page_requested,
-        &topics.user_resolved,
-        &topics.history_fetched,
-        &topics.ads_selected,
-    ])?;
+    consumer.subscribe(&inputs(&topics))?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
     let aggregator = Aggregator {
-        dead_letters: DeadLetters::new(producer.clone(), topics.dead_letters.clone()),
+        dead_letters: DeadLetters::new(producer, topics.dead_letters.clone()),
         telemetry: telemetry.clone(),
-        producer,
+        pages,
+        transactional_id: transactional_id.clone(),
+        ownership,
         topics,
         reply_partitions,
         joins: Joins::default(),
         tracker: OffsetTracker::default(),
+        outbox: Vec::new(),
+        to_commit: BTreeMap::new(),
+        committing: JoinSet::new(),
+        rejoining: false,
+        retry: Retry::default(),
+        last_commit: Instant::now(),
         settings: settings.kafka.clone(),
         loaded_generation: 0,
     };
@@ -98,30 +147,107 @@ pub async fn start(
         shutdown.clone(),
     )
     .await?;
-    tracing::info!(service = SERVICE, %http_addr, "started");
+    tracing::info!(service = SERVICE, %http_addr, %transactional_id, "started");
     Ok(RunningService::new(
         telemetry, http_addr, readiness, shutdown, tasks,
     ))
 }
 
+/// The topics the aggregator joins.
+fn inputs(topics: &Topics) -> [&str; 4] {
+    [
+        &topics.page_requested,
+        &topics.user_resolved,
+        &topics.history_fetched,
+        &topics.ads_selected,
+    ]
+}
+
+/// The host name and HTTP port: unique among instances on one host, and
+/// the same after a restart.
+fn default_instance_id(http_addr: SocketAddr) -> String {
+    if http_addr.port() == 0 {
+        return uuid::Uuid::new_v4().to_string();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}", http_addr.port())
+}
+
 struct Aggregator {
-    producer: EventProducer,
+    /// Writes pages, in transactions with the offsets they consume.
+    pages: EventProducer,
+    transactional_id: String,
+    ownership: Arc<Ownership>,
     telemetry: Telemetry,
     dead_letters: DeadLetters,
     topics: Topics,
     reply_partitions: i32,
     joins: Joins,
     tracker: OffsetTracker,
+    /// Pages waiting for the next transaction.
+    outbox: Vec<Outgoing>,
+    /// Input offsets safe to commit (the next offset to read), not yet committed.
+    to_commit: BTreeMap<(String, i32), i64>,
+    /// The transaction under way, at most one.
+    committing: JoinSet<Committed>,
+    /// After a failed producer, until the group assigns partitions anew:
+    /// nothing is taken or committed, everything is read again.
+    rejoining: bool,
+    retry: Retry,
+    last_commit: Instant,
     settings: KafkaSettings,
     /// The assignment whose answered requests were last read back.
     loaded_generation: u64,
 }
 
+/// A page on its way out.
+struct Outgoing {
+    record: Outbound,
+    /// The `aggregate page` span, ended once the page is committed.
+    span: Context,
+    /// The partition of the request (every part's) and the ownership epoch
+    /// the page was made in: it is written only if both still hold.
+    partition: i32,
+    epoch: u64,
+}
+
+/// What a transaction did.
+struct Committed {
+    result: Result<(), TransactionError>,
+    /// The pages it carried (dropped ones excluded).
+    pages: Vec<Outgoing>,
+    /// Pages left out: their partition changed hands since they were made.
+    dropped: usize,
+    /// The offsets it committed.
+    offsets: Vec<((String, i32), i64)>,
+}
+
+/// When an aborted transaction may be tried again.
+#[derive(Default)]
+struct Retry {
+    not_before: Option<Instant>,
+    delay: Duration,
+}
+
+impl Retry {
+    fn after_failure(&mut self) {
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        self.not_before = Some(Instant::now() + self.delay);
+    }
+
+    fn after_success(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// The longest budget a request may give itself: a join never stays open
 /// longer than this, so pending state is bounded in time.
 const MAX_PAGE_BUDGET_MS: i64 = 60_000;
-
-type Sent = Vec<Source>;
 
 impl Aggregator {
     async fn run(
@@ -129,25 +255,28 @@ impl Aggregator {
         consumer: Arc<StreamConsumer<GroupContext>>,
         shutdown: CancellationToken,
     ) -> storefront_runtime::Result<()> {
-        let mut sending: JoinSet<Option<Sent>> = JoinSet::new();
         loop {
-            let next_deadline = self.joins.next_deadline();
-            let wait = next_deadline.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64));
+            if self.committing.is_empty() && self.commit_due() {
+                self.start_commit(&consumer);
+            }
+            let wake = [self.joins.next_deadline(), self.next_commit_ms()]
+                .into_iter()
+                .flatten()
+                .min();
+            let wait = wake.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(sent) = sending.join_next(), if !sending.is_empty() => {
-                    if let Ok(Some(sources)) = sent {
-                        for source in sources {
-                            self.done(&consumer, &source);
-                        }
-                    }
+                Some(done) = self.committing.join_next(), if !self.committing.is_empty() => {
+                    let done = done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
+                    self.committed(done, &consumer).await?;
                 }
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
+                    self.catch_up_with_rebalances(&consumer).await?;
                     for ready in self.joins.expire(now_ms()) {
                         self.telemetry.metrics().expired_joins.inc();
                         tracing::info!(request_id = %ready.page.context.request_id, status = ?ready.page.status, missing = ?ready.page.missing, "deadline reached");
-                        sending.spawn(send_page(self.producer.clone(), ready, shutdown.clone()));
+                        self.emit(ready);
                     }
                     self.telemetry.metrics().pending_joins.set(self.joins.pending() as i64);
                 }
@@ -155,36 +284,8 @@ impl Aggregator {
                     Ok(message) => {
                         let record = Inbound::from_message(&message);
                         drop(message);
-                        if consumer.context().assignment_generation() != self.loaded_generation {
-                            self.on_assignment(&consumer).await?;
-                        }
-                        self.tracker.begin(&record.topic, record.partition, record.offset);
-                        let span = self.telemetry.process_span(&record, now_ms());
-                        let outcome = self.accept(&record);
-                        trace::end(&span, outcome.as_ref().err().map(String::as_str));
-                        self.telemetry.metrics().pending_joins.set(self.joins.pending() as i64);
-                        match outcome {
-                            Ok(Added::Waiting) => {}
-                            Ok(Added::Emit(ready)) => {
-                                sending.spawn(send_page(self.producer.clone(), *ready, shutdown.clone()));
-                            }
-                            Ok(Added::Late(source)) => self.done(&consumer, &source),
-                            Ok(Added::Expired(source)) => {
-                                self.telemetry.metrics().stale_requests.inc();
-                                tracing::info!(topic = %record.topic, offset = record.offset, "dropped a part of a long-expired request");
-                                self.done(&consumer, &source);
-                            }
-                            Err(reason) => {
-                                let dead_lettered = self.dead_letters.send(&record, &reason)
-                                    .instrument(processor::log_span(&record))
-                                    .await;
-                                if let Err(error) = dead_lettered {
-                                    tracing::error!(%error, "dead-lettering failed; the record will be redelivered");
-                                    continue;
-                                }
-                                self.done(&consumer, &source_of(&record));
-                            }
-                        }
+                        self.catch_up_with_rebalances(&consumer).await?;
+                        self.take(record).await;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "consumer error");
@@ -193,28 +294,89 @@ impl Aggregator {
                 },
             }
         }
-        let drain = async {
-            while let Some(sent) = sending.join_next().await {
-                if let Ok(Some(sources)) = sent {
-                    for source in sources {
-                        self.done(&consumer, &source);
+        self.finish(consumer).await
+    }
+
+    /// Joins one record, or dead-letters it.
+    async fn take(&mut self, record: Inbound) {
+        if self.rejoining {
+            // Read again once the partitions are assigned anew.
+            return;
+        }
+        self.tracker
+            .begin(&record.topic, record.partition, record.offset);
+        let span = self.telemetry.process_span(&record, now_ms());
+        let outcome = self.accept(&record);
+        trace::end(&span, outcome.as_ref().err().map(String::as_str));
+        self.telemetry
+            .metrics()
+            .pending_joins
+            .set(self.joins.pending() as i64);
+        match outcome {
+            Ok(Added::Waiting) => {}
+            Ok(Added::Emit(ready)) => self.emit(*ready),
+            Ok(Added::Late(source)) => self.done(&source),
+            Ok(Added::Expired(source)) => {
+                self.telemetry.metrics().stale_requests.inc();
+                tracing::info!(topic = %record.topic, offset = record.offset, "dropped a part of a long-expired request");
+                self.done(&source);
+            }
+            Err(reason) => {
+                let dead_lettered = self
+                    .dead_letters
+                    .send(&record, &reason)
+                    .instrument(processor::log_span(&record))
+                    .await;
+                match dead_lettered {
+                    Ok(_) => self.done(&source_of(&record)),
+                    // Left uncommitted: it comes back after a restart.
+                    Err(error) => {
+                        tracing::error!(%error, "dead-lettering failed; the record will be redelivered")
                     }
                 }
             }
-        };
-        if tokio::time::timeout(Duration::from_secs(5), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("pages still unsent at shutdown; their inputs will be redelivered");
         }
-        if self.joins.pending() > 0 {
+    }
+
+    /// Stops: the transaction under way ends, what is ready goes out in a
+    /// last one, and the group is left without committing anything else.
+    async fn finish(
+        mut self,
+        consumer: Arc<StreamConsumer<GroupContext>>,
+    ) -> storefront_runtime::Result<()> {
+        let last = async {
+            if let Some(done) = self.committing.join_next().await {
+                let done = done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
+                self.committed(done, &consumer).await?;
+            }
+            if !self.outbox.is_empty() || !self.to_commit.is_empty() {
+                self.retry.after_success();
+                self.start_commit(&consumer);
+                if let Some(done) = self.committing.join_next().await {
+                    let done =
+                        done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
+                    self.committed(done, &consumer).await?;
+                }
+            }
+            Ok::<_, storefront_runtime::Error>(())
+        };
+        match tokio::time::timeout(TRANSACTION_TIMEOUT, last).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!(
+                "the last transaction did not end in time; its inputs will be redelivered"
+            ),
+        }
+        if !self.outbox.is_empty() || self.joins.pending() > 0 {
             tracing::info!(
+                unsent = self.outbox.len(),
                 pending = self.joins.pending(),
-                "handing back pending joins; their inputs are uncommitted and will be redelivered"
+                "handing back pages and joins; their inputs are uncommitted and will be redelivered"
             );
         }
-        processor::commit_and_close(consumer).await;
+        // Leaves the group; the offsets went with the transactions.
+        tokio::task::spawn_blocking(move || drop(consumer))
+            .await
+            .map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
         Ok(())
     }
 
@@ -288,30 +450,34 @@ impl Aggregator {
             .add(context, part, arrival, source_of(record), now))
     }
 
-    /// After a (re)assignment: hands back the joins of partitions this
-    /// instance no longer owns, and reads back what was answered lately (by
-    /// this instance before a restart, or by the one that had these
-    /// partitions before), so that redelivered parts are not answered again.
-    async fn on_assignment(
+    /// Before handling anything after a rebalance: drops the joins, pages
+    /// and offsets of partitions revoked (even if given back since: another
+    /// owner may have answered their requests meanwhile), and after a new
+    /// assignment reads back what was answered lately (by this instance
+    /// before a restart, or by the partitions' earlier owner), so that
+    /// redelivered parts are not answered again.
+    async fn catch_up_with_rebalances(
         &mut self,
         consumer: &StreamConsumer<GroupContext>,
     ) -> storefront_runtime::Result<()> {
+        let revoked = self.ownership.take_revoked();
+        if !revoked.is_empty() {
+            let kept = |p: i32| !revoked.contains(&p);
+            let handed_back = self.joins.retain_partitions(kept);
+            self.tracker.retain_partitions(|_, p| kept(p));
+            self.to_commit.retain(|(_, p), _| kept(*p));
+            let unsent = self.outbox.len();
+            self.outbox.retain(|page| kept(page.partition));
+            tracing::info!(
+                handed_back,
+                unsent_dropped = unsent - self.outbox.len(),
+                ?revoked,
+                "joins of revoked partitions handed back"
+            );
+        }
         let generation = consumer.context().assignment_generation();
-        if let Ok(assignment) = consumer.assignment() {
-            let owned: std::collections::HashSet<(String, i32)> = assignment
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
-            let requests = self.topics.page_requested.clone();
-            let handed_back = self
-                .joins
-                .retain_partitions(|p| owned.contains(&(requests.clone(), p)));
-            self.tracker
-                .retain_partitions(|topic, p| owned.contains(&(topic.to_owned(), p)));
-            if handed_back > 0 {
-                tracing::info!(handed_back, "joins of revoked partitions handed back");
-            }
+        if generation == self.loaded_generation {
+            return Ok(());
         }
         let (settings, topic) = (self.settings.clone(), self.topics.page_completed.clone());
         let since = Since::Timestamp(now_ms() - join::REMEMBER_EMITTED_MS);
@@ -336,18 +502,201 @@ impl Aggregator {
         let count = answered.len();
         for (request_id, at_ms) in answered {
             for source in self.joins.mark_emitted(&request_id, at_ms) {
-                self.done(consumer, &source);
+                self.done(&source);
             }
         }
         tracing::info!(answered = count, "read back the requests answered lately");
         self.loaded_generation = generation;
+        self.rejoining = false;
         Ok(())
     }
 
-    fn done(&mut self, consumer: &StreamConsumer<GroupContext>, source: &Source) {
-        self.tracker
-            .finish_and_store(consumer, &source.topic, source.partition, source.offset);
+    /// A record's work is done: its offset goes with the next transaction
+    /// once everything before it is done too.
+    fn done(&mut self, source: &Source) {
+        if let Some(safe) = self
+            .tracker
+            .finish(&source.topic, source.partition, source.offset)
+        {
+            self.to_commit
+                .insert((source.topic.clone(), source.partition), safe + 1);
+        }
     }
+
+    /// Queues a page for the next transaction, with its inputs' offsets.
+    fn emit(&mut self, ready: ReadyPage) {
+        let partition = ready.sources.first().map_or(0, |s| s.partition);
+        for source in &ready.sources {
+            self.done(source);
+        }
+        let (record, span) = page_record(&self.pages, ready);
+        self.outbox.push(Outgoing {
+            record,
+            span,
+            partition,
+            epoch: self.ownership.epoch(),
+        });
+    }
+
+    /// Whether a transaction should start now: pages are waiting, or
+    /// offsets have waited long enough on their own.
+    fn commit_due(&self) -> bool {
+        !self.rejoining && self.next_commit_ms().is_some_and(|at| at <= now_ms())
+    }
+
+    /// When the next transaction is due (Unix ms), if anything waits.
+    fn next_commit_ms(&self) -> Option<i64> {
+        let now = Instant::now();
+        let at = if !self.outbox.is_empty() {
+            self.retry.not_before.unwrap_or(now)
+        } else if !self.to_commit.is_empty() {
+            let alone = self.last_commit + OFFSETS_ALONE_EVERY;
+            self.retry.not_before.map_or(alone, |r| r.max(alone))
+        } else {
+            return None;
+        };
+        Some(now_ms() + at.saturating_duration_since(now).as_millis() as i64)
+    }
+
+    /// Starts one transaction with every waiting page and offset.
+    fn start_commit(&mut self, consumer: &Arc<StreamConsumer<GroupContext>>) {
+        let pages = std::mem::take(&mut self.outbox);
+        let offsets: Vec<((String, i32), i64)> = self
+            .to_commit
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let (producer, ownership, consumer) =
+            (self.pages.clone(), self.ownership.clone(), consumer.clone());
+        self.committing
+            .spawn_blocking(move || commit(&producer, &ownership, &consumer, pages, offsets));
+    }
+
+    /// Takes in how a transaction ended.
+    async fn committed(
+        &mut self,
+        done: Committed,
+        consumer: &StreamConsumer<GroupContext>,
+    ) -> storefront_runtime::Result<()> {
+        if done.dropped > 0 {
+            tracing::info!(
+                dropped = done.dropped,
+                "pages of partitions that changed hands left unsent"
+            );
+        }
+        match done.result {
+            Ok(()) => {
+                self.retry.after_success();
+                self.last_commit = Instant::now();
+                for (key, offset) in done.offsets {
+                    if self.to_commit.get(&key) == Some(&offset) {
+                        self.to_commit.remove(&key);
+                    }
+                }
+                for page in done.pages {
+                    trace::end(&page.span, None);
+                }
+                Ok(())
+            }
+            Err(TransactionError::Aborted(reason)) => {
+                self.telemetry
+                    .metrics()
+                    .retries
+                    .with_label_values(&[&self.topics.page_completed])
+                    .inc();
+                tracing::warn!(%reason, pages = done.pages.len(), "transaction aborted; trying again");
+                let mut pages = done.pages;
+                pages.append(&mut self.outbox);
+                self.outbox = pages;
+                self.retry.after_failure();
+                Ok(())
+            }
+            Err(TransactionError::Fatal(reason)) => {
+                // Whether its pages were committed is not known. A new
+                // producer with the same id ends what the broker still holds
+                // open; leaving and rejoining the group then drops every join
+                // (at the revoke) and reads the inputs again from the offsets
+                // committed, and what was answered from page.completed.
+                tracing::warn!(%reason, pages = done.pages.len(), "transactional producer failed; starting a new one and taking the partitions anew");
+                for page in &done.pages {
+                    trace::end(&page.span, Some(&reason));
+                }
+                let pages = EventProducer::transactional(
+                    &self.settings,
+                    &self.telemetry,
+                    &self.transactional_id,
+                )?;
+                self.pages = tokio::task::spawn_blocking(move || {
+                    pages.init_transactions(TRANSACTION_TIMEOUT).map(|()| pages)
+                })
+                .await
+                .map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))??;
+                self.rejoining = true;
+                self.joins.retain_partitions(|_| false);
+                self.tracker.retain_partitions(|_, _| false);
+                self.to_commit.clear();
+                self.outbox.clear();
+                consumer.unsubscribe();
+                consumer
+                    .subscribe(&inputs(&self.topics))
+                    .map_err(|source| storefront_runtime::Error::Kafka {
+                        action: "subscribe again",
+                        source,
+                    })?;
+                self.retry.after_failure();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One transaction, on a blocking thread: the pages of partitions this
+/// instance still owns (since the epoch they were made in) and their
+/// offsets, under the ownership lock, so a revoke waits for it to end and
+/// none begins for a partition revoked. A member the group left behind
+/// (frozen, cut off) is refused the offsets by the broker, and the whole
+/// transaction aborts.
+fn commit(
+    producer: &EventProducer,
+    ownership: &Ownership,
+    consumer: &StreamConsumer<GroupContext>,
+    pages: Vec<Outgoing>,
+    offsets: Vec<((String, i32), i64)>,
+) -> Committed {
+    let owned = ownership.lock();
+    let total = pages.len();
+    let pages: Vec<Outgoing> = pages
+        .into_iter()
+        .filter(|p| owned.holds(p.partition, p.epoch))
+        .collect();
+    let dropped = total - pages.len();
+    let offsets: Vec<((String, i32), i64)> = offsets
+        .into_iter()
+        .filter(|((_, p), _)| owned.owns(*p))
+        .collect();
+    let mut committed = Committed {
+        result: Ok(()),
+        pages: Vec::new(),
+        dropped,
+        offsets: Vec::new(),
+    };
+    if pages.is_empty() && offsets.is_empty() {
+        return committed;
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in &offsets {
+        if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(%error, topic, partition, "offset left out of the transaction");
+        }
+    }
+    let records: Vec<Outbound> = pages.iter().map(|p| p.record.clone()).collect();
+    committed.result = match consumer.group_metadata() {
+        Some(group) => producer.commit_atomically(&records, &list, &group, TRANSACTION_TIMEOUT),
+        None => Err(TransactionError::Aborted("no group membership yet".into())),
+    };
+    committed.pages = pages;
+    committed.offsets = offsets;
+    committed
 }
 
 fn source_of(record: &Inbound) -> Source {
@@ -358,13 +707,9 @@ fn source_of(record: &Inbound) -> Source {
     }
 }
 
-/// Sends a page to the gateway's reply partition, retrying until it is
-/// acknowledged or the aggregator stops (then its inputs are redelivered).
-async fn send_page(
-    producer: EventProducer,
-    ready: ReadyPage,
-    shutdown: CancellationToken,
-) -> Option<Sent> {
+/// The page record for the gateway's reply partition, under a new
+/// `aggregate page` span linked to every part joined.
+fn page_record(producer: &EventProducer, ready: ReadyPage) -> (Outbound, Context) {
     let context = &ready.page.context;
     let parent = ready
         .parent
@@ -381,36 +726,5 @@ async fn send_page(
         &ready.page,
     )
     .to_partition(context.reply_partition);
-    let log = tracing::info_span!(
-        "page",
-        request_id = %context.request_id,
-        session_id = %context.session_id,
-        trace_id = %trace::trace_id(&span),
-    );
-    let mut backoff = Duration::from_millis(50);
-    let sent = async {
-        loop {
-            match producer.send(&record).await {
-                Ok(_) => return Some(ready.sources),
-                Err(error) => {
-                    producer
-                        .telemetry()
-                        .metrics()
-                        .retries
-                        .with_label_values(&[&context.reply_topic])
-                        .inc();
-                    tracing::warn!(%error, "page not sent; retrying")
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-    }
-    .instrument(log)
-    .await;
-    trace::end(&span, sent.is_none().then_some("not sent before shutdown"));
-    sent
+    (record, span)
 }

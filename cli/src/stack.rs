@@ -115,6 +115,7 @@ impl StackConfig {
                     kafka,
                     telemetry,
                     http_addr,
+                    instance_id: None,
                 };
                 aggregator::start(settings, shutdown).await
             }

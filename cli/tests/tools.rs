@@ -12,9 +12,7 @@ use std::{
 };
 
 use serde_json::Value;
-use storefront::{
-    stack::Service,
-};
+use storefront::stack::Service;
 use storefront_e2e::{fresh_namespace, shared, Gateway, TestStack};
 use storefront_runtime::{
     partitioner::partition_for_key,
@@ -186,8 +184,12 @@ async fn trace_follows_a_request_and_its_session_across_every_topic() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no page.requested"));
 }
 
-/// A `storefront tail` child process, once it says it is following.
-fn start_tail(kafka: &KafkaSettings, args: &[&str]) -> std::process::Child {
+/// A `storefront tail` child process, once it says it is following, and
+/// the rest of what it says on stderr (read on, so the pipe stays open).
+fn start_tail(
+    kafka: &KafkaSettings,
+    args: &[&str],
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut child = storefront(kafka)
         .arg("tail")
         .args(args)
@@ -207,13 +209,25 @@ fn start_tail(kafka: &KafkaSettings, args: &[&str]) -> std::process::Child {
             break;
         }
     }
-    child
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    (child, rest)
 }
 
-/// Waits for `child` to end on its own (it stops at `--max`), and returns its stdout lines.
-fn lines_of(child: std::process::Child) -> Vec<String> {
+/// Waits for a tail to end on its own (it stops at `--max`), and returns its stdout lines.
+fn lines_of(
+    (child, stderr): (std::process::Child, std::thread::JoinHandle<String>),
+) -> Vec<String> {
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
+    let stderr = stderr.join().unwrap();
+    assert!(
+        output.status.success(),
+        "tail failed ({}): {stderr}",
+        output.status
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_owned)

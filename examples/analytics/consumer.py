@@ -137,6 +137,9 @@ def main():
         "bootstrap.servers": args.bootstrap_servers,
         "group.id": args.group,
         "auto.offset.reset": "earliest",
+        # page.completed is written in transactions: read only what was
+        # committed (librdkafka's default, said here for readers who copy).
+        "isolation.level": "read_committed",
         # At-least-once: an offset is stored once its record is printed, and
         # the stored offsets are committed every 5 s and at close.
         "enable.auto.commit": True,

@@ -23,6 +23,8 @@ pub enum Error {
     Telemetry(String),
     #[error("gave up waiting for {0}")]
     TimedOut(&'static str),
+    #[error("the transactional producer cannot go on: {0}")]
+    Transaction(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

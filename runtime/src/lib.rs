@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod telemetry;
 pub mod topics;
 pub mod trace;
+pub mod transaction;
 pub mod watermarks;
 
 mod error;

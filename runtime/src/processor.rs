@@ -6,7 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use rdkafka::{
     consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    ClientContext,
+    ClientContext, TopicPartitionList,
 };
 use storefront_schemas::now_ms;
 use tokio::task::JoinSet;
@@ -39,12 +39,23 @@ pub trait RecordHandler: Send + Sync + 'static {
 }
 
 /// Marks the readiness condition `partitions assigned` at the first
-/// assignment, and reports consumer lag.
+/// assignment, reports consumer lag, and tells a [`RebalanceListener`].
 pub struct GroupContext {
     readiness: Readiness,
     service: &'static str,
     metrics: Metrics,
     assignments: std::sync::atomic::AtomicU64,
+    listener: Option<Arc<dyn RebalanceListener>>,
+}
+
+/// Told of partitions changing hands, from the consumer's own thread:
+/// a rebalance does not go on until these return.
+pub trait RebalanceListener: Send + Sync + 'static {
+    /// Before `partitions` are taken away (handed over, or lost with the
+    /// membership): the last moment this member may write for them.
+    fn revoking(&self, partitions: &TopicPartitionList);
+    /// After `partitions` were given to this member.
+    fn assigned(&self, partitions: &TopicPartitionList);
 }
 
 impl GroupContext {
@@ -62,9 +73,18 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Rebalance::Revoke(partitions), Some(listener)) = (rebalance, &self.listener) {
+            listener.revoking(partitions);
+        }
+    }
+
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
+                if let Some(listener) = &self.listener {
+                    listener.assigned(partitions);
+                }
                 tracing::info!(
                     service = self.service,
                     assigned = partitions.count(),
@@ -102,21 +122,47 @@ pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
 pub const QUEUED_MAX_KBYTES: &str = "8192";
 
 /// Builds a group consumer with at-least-once settings, named and measured
-/// for `telemetry`'s service.
+/// for `telemetry`'s service: offsets are stored once handled and committed
+/// every second.
 pub fn group_consumer(
     settings: &KafkaSettings,
     telemetry: &crate::Telemetry,
     group: &str,
     readiness: Readiness,
 ) -> Result<StreamConsumer<GroupContext>> {
+    build_group_consumer(settings, telemetry, group, readiness, None)
+}
+
+/// Builds a group consumer whose offsets are committed only inside the
+/// transactions of a transactional producer (never by the consumer), reading
+/// only committed records, and telling `listener` of rebalances.
+pub fn transactional_group_consumer(
+    settings: &KafkaSettings,
+    telemetry: &crate::Telemetry,
+    group: &str,
+    readiness: Readiness,
+    listener: Arc<dyn RebalanceListener>,
+) -> Result<StreamConsumer<GroupContext>> {
+    build_group_consumer(settings, telemetry, group, readiness, Some(listener))
+}
+
+fn build_group_consumer(
+    settings: &KafkaSettings,
+    telemetry: &crate::Telemetry,
+    group: &str,
+    readiness: Readiness,
+    listener: Option<Arc<dyn RebalanceListener>>,
+) -> Result<StreamConsumer<GroupContext>> {
     let service = telemetry.service();
+    let auto_commit = if listener.is_some() { "false" } else { "true" };
     settings
         .client_config(service)
         .set("group.id", group)
-        .set("enable.auto.commit", "true")
+        .set("enable.auto.commit", auto_commit)
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
@@ -132,6 +178,7 @@ pub fn group_consumer(
             service,
             metrics: telemetry.metrics().clone(),
             assignments: Default::default(),
+            listener,
         })
         .context("create a group consumer")
 }

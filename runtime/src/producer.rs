@@ -127,16 +127,45 @@ pub struct EventProducer {
 impl EventProducer {
     /// A producer named for `telemetry`'s service, tracing what it sends.
     pub fn new(settings: &KafkaSettings, telemetry: &Telemetry) -> Result<Self> {
+        Self::build(settings, telemetry, None)
+    }
+
+    /// A producer that writes only inside transactions, as `transactional_id`
+    /// (see [`crate::transaction`]). One id per live instance: a producer
+    /// that starts with the id of another fences it.
+    pub fn transactional(
+        settings: &KafkaSettings,
+        telemetry: &Telemetry,
+        transactional_id: &str,
+    ) -> Result<Self> {
+        Self::build(settings, telemetry, Some(transactional_id))
+    }
+
+    fn build(
+        settings: &KafkaSettings,
+        telemetry: &Telemetry,
+        transactional_id: Option<&str>,
+    ) -> Result<Self> {
         let (tx, rx) = watch::channel(false);
         let broker_up = Arc::new(AtomicBool::new(true));
-        let inner = settings
-            .client_config(telemetry.service())
+        let mut config = settings.client_config(telemetry.service());
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", settings.linger_ms.to_string())
             .set("message.timeout.ms", "30000")
-            .set("statistics.interval.ms", "250")
+            .set("statistics.interval.ms", "250");
+        if let Some(id) = transactional_id {
+            // A transaction left open by a crashed instance holds back every
+            // read_committed reader of its partitions until this passes, unless
+            // the instance restarts with the same id first (that aborts it).
+            config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
+                .set("message.timeout.ms", TRANSACTION_TIMEOUT_MS);
+        }
+        let inner = config
             .create_with_context(ProducerContext {
                 producer_id_assigned: tx,
                 broker_up: broker_up.clone(),
@@ -266,7 +295,7 @@ impl EventProducer {
     }
 
     /// Queues a record under its own `send` span (if it belongs to a trace).
-    async fn enqueue(&self, record: &Outbound) -> Result<Pending> {
+    pub(crate) async fn enqueue(&self, record: &Outbound) -> Result<Pending> {
         let span = record.trace.has_active_span().then(|| {
             self.telemetry
                 .send_span(&record.trace, &record.topic, record.partition)
@@ -299,7 +328,7 @@ impl EventProducer {
         }
     }
 
-    async fn acknowledged(pending: Pending) -> Result<(i32, i64)> {
+    pub(crate) async fn acknowledged(pending: Pending) -> Result<(i32, i64)> {
         let outcome = match pending.delivery.await {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
             Ok(Err((source, _))) => Err(source),
@@ -324,8 +353,11 @@ impl EventProducer {
     }
 }
 
+/// How long a transaction may stay open (Kafka's default is 60 s).
+pub const TRANSACTION_TIMEOUT_MS: &str = "10000";
+
 /// A queued record and its open `send` span.
-struct Pending {
+pub(crate) struct Pending {
     delivery: DeliveryFuture,
     span: Option<Context>,
 }

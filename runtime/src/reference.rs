@@ -92,7 +92,7 @@ impl ReferenceReader {
                             partition,
                             Duration::from_secs(10),
                         )
-                            .context("fetch watermarks")?;
+                        .context("fetch watermarks")?;
                         if high > low {
                             remaining.insert((topic.clone(), partition), high);
                         }

@@ -54,18 +54,22 @@ pub struct Position {
 /// replaces the assignment of the one before), so a service that looks
 /// records up often pays for the client and its connection once.
 pub struct PartitionReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ReaderContext>,
 }
 
 impl PartitionReader {
     pub fn new(settings: &KafkaSettings, client_id: &str) -> Result<Self> {
-        let consumer: BaseConsumer = settings
+        let consumer: BaseConsumer<ReaderContext> = settings
             .client_config(client_id)
             .set("group.id", format!("{client_id}-snapshot"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
+            // The end of a partition is found by its end-of-partition event
+            // and the reader's position: with transactions the last offsets
+            // before the end can be commit markers, never delivered.
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create_with_context(ReaderContext)
             .context("create a snapshot reader")?;
         Ok(Self { consumer })
     }
@@ -149,6 +153,8 @@ impl PartitionReader {
             let record = match self.consumer.poll(Duration::from_millis(100)) {
                 None => None,
                 Some(Ok(message)) => Some(Inbound::from_message(&message)),
+                // Caught up with a partition: nothing to say while following.
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => None,
                 Some(Err(error)) => {
                     tracing::warn!(%error, "consumer error while following");
                     None
@@ -175,8 +181,9 @@ impl PartitionReader {
         };
         let mut positions = Vec::with_capacity(partitions.len());
         for tp in partitions {
-            let (low, high) = crate::watermarks::fetch(&self.consumer, &tp.topic, tp.partition, TIMEOUT)
-                .context("fetch watermarks")?;
+            let (low, high) =
+                crate::watermarks::fetch(&self.consumer, &tp.topic, tp.partition, TIMEOUT)
+                    .context("fetch watermarks")?;
             let start = match (since, &by_time) {
                 (Some(Since::Timestamp(_)), Some(found)) => match found.get(tp) {
                     Some(offset) => (*offset).clamp(low, high),
@@ -198,12 +205,10 @@ impl PartitionReader {
     /// For each partition, the earliest offset whose record is stamped at or
     /// after `ms`; partitions with no such record are left out.
     ///
-    /// Kafka's ListOffsets by timestamp, on Apache Kafka and on the embedded
-    /// broker alike: nisshi 0.8.1 answers it as Kafka does on memory and on
-    /// SQLite storage, out-of-order timestamps in a batch included, and -1
-    /// past the last record (`cli/tests/tools.rs` checks both storages), so
-    /// no other way of finding the offset is needed. An offset below the low
-    /// watermark (records gone to retention) is raised to it by the caller.
+    /// Kafka's ListOffsets by timestamp: out-of-order timestamps in a batch
+    /// included, and -1 past the last record (`cli/tests/tools.rs` checks
+    /// it on the broker). An offset below the low watermark (records gone
+    /// to retention) is raised to it by the caller.
     fn offsets_for_time(
         &self,
         partitions: &[TopicPartition],
@@ -245,8 +250,13 @@ impl PartitionReader {
             if started.elapsed() > deadline {
                 return Err(Error::TimedOut("reading partitions to their end"));
             }
-            let Some(message) = self.consumer.poll(Duration::from_millis(100)) else {
-                continue;
+            let message = match self.consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    self.remove_finished(remaining, partition)?;
+                    continue;
+                }
+                Some(message) => message,
             };
             let record = Inbound::from_message(&message.context("read a record")?);
             let key = (record.topic.clone(), record.partition);
@@ -270,7 +280,40 @@ impl PartitionReader {
         }
         Ok(())
     }
+
+    /// At the end of `partition` (of some topic): every remaining
+    /// partition of that number whose position reached its end is done.
+    fn remove_finished(
+        &self,
+        remaining: &mut HashMap<(String, i32), (i64, i64)>,
+        partition: i32,
+    ) -> Result<()> {
+        let positions = self.consumer.position().context("read positions")?;
+        remaining.retain(|(topic, p), (_, high)| {
+            let reached = *p == partition
+                && matches!(
+                    positions.find_partition(topic, *p).map(|e| e.offset()),
+                    Some(Offset::Offset(position)) if position >= *high
+                );
+            !reached
+        });
+        Ok(())
+    }
 }
+
+/// Reports client errors as librdkafka's default does, except reaching the
+/// end of a partition, which a reader asks to be told of and is no error.
+struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
 /// Calls `on_record` with every record of `topic` from `since` up to the
 /// end each partition had when the read began; fails after `deadline`.
