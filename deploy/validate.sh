@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Checks deploy/Dockerfile and deploy/compose.yaml as far as possible without
-# a Docker engine (the development machines and CI have none).
+# a Docker engine (the development machines and CI have none), and that
+# compose.yaml runs the Kafka the tests run: the version in kafka/pom.xml,
+# with the broker settings cli/src/broker.rs (Node::properties) writes for a
+# cluster of as many nodes.
 #
 #   deploy/validate.sh            # from any directory
 #
@@ -180,8 +183,6 @@ voter_sets = set()
 cluster_ids = set()
 for name, svc in sorted(kafka.items()):
     env = env_of(svc)
-    if svc.get("image") != "apache/kafka:3.9.0":
-        err(f"{name}: image is {svc.get('image')!r}, expected apache/kafka:3.9.0")
     nid = str(env.get("KAFKA_NODE_ID", ""))
     if not nid.isdigit():
         err(f"{name}: KAFKA_NODE_ID missing or not a number ({nid!r})")
@@ -207,14 +208,9 @@ for name, svc in sorted(kafka.items()):
     for want in ("CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"):
         if want not in spm.split(","):
             err(f"{name}: KAFKA_LISTENER_SECURITY_PROTOCOL_MAP lacks {want}")
+    # The image tag and the settings shared with the tests' cluster are
+    # compared with kafka/pom.xml and cli/src/broker.rs in the next section.
     expect = {
-        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "3",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "3",
-        "KAFKA_DEFAULT_REPLICATION_FACTOR": "3",
-        "KAFKA_MIN_INSYNC_REPLICAS": "2",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "2",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
     }
     for key, want in expect.items():
@@ -271,8 +267,8 @@ for name, svc in sorted(apps.items()):
     if got != expected_bootstrap:
         err(f"{name}: KAFKA_BOOTSTRAP_SERVERS {boot!r} should name exactly {sorted(expected_bootstrap)}")
     rf = str(env.get("STOREFRONT_REPLICATION_FACTOR", ""))
-    if rf != "3":
-        err(f"{name}: STOREFRONT_REPLICATION_FACTOR should be 3, is {rf!r}")
+    if not rf.isdigit():
+        err(f"{name}: STOREFRONT_REPLICATION_FACTOR missing or not a number ({rf!r})")
     elif int(rf) > len(kafka):
         err(f"{name}: replication factor {rf} exceeds the {len(kafka)} brokers")
     if not str(env.get("STOREFRONT_PARTITIONS", "")).isdigit():
@@ -337,12 +333,332 @@ if errors:
     sys.exit(1)
 PY
     then
-        pass "compose.yaml + Dockerfile static checks (brokers, quorum, replication, bootstrap servers, commands, secrets)"
+        pass "compose.yaml + Dockerfile static checks (brokers, quorum, listeners, bootstrap servers, commands, secrets)"
     else
         fail "compose.yaml + Dockerfile static checks (see errors above)"
     fi
 else
     skip "compose.yaml static checks (no Python with PyYAML)"
+fi
+
+# --------------------------------------------------------------------------
+# compose.yaml runs the Kafka the tests run: the version in kafka/pom.xml,
+# with the settings cli/src/broker.rs gives a cluster of the same size
+# --------------------------------------------------------------------------
+section "Kafka version: compose.yaml vs kafka/pom.xml"
+pom="kafka/pom.xml"
+broker_rs="cli/src/broker.rs"
+kafka_version=""
+if [[ ! -f "$pom" ]]; then
+    fail "$pom is missing: it names the Kafka version (<kafka.version>)"
+else
+    kafka_version="$(sed -n 's|.*<kafka\.version>[[:space:]]*\([^<[:space:]]*\)[[:space:]]*</kafka\.version>.*|\1|p' "$pom" | head -n 1)"
+    if [[ -z "$kafka_version" ]]; then
+        fail "$pom has no <kafka.version>"
+    else
+        echo "  $pom: <kafka.version> $kafka_version"
+    fi
+fi
+if [[ -n "$kafka_version" ]]; then
+    # Every `image: apache/kafka...` line (the x-kafka anchor, or per service).
+    kafka_images=()
+    while IFS= read -r img; do kafka_images+=("$img"); done < <(
+        sed -n 's|^[[:space:]]*image:[[:space:]]*["'\'']\{0,1\}\(apache/kafka[^"'\''[:space:]]*\).*|\1|p' "$compose_file"
+    )
+    wrong=()
+    for img in ${kafka_images[@]+"${kafka_images[@]}"}; do
+        echo "  $compose_file: image $img"
+        [[ "$img" == "apache/kafka:$kafka_version" ]] || wrong+=("$img")
+    done
+    if ((${#kafka_images[@]} == 0)); then
+        fail "$compose_file names no apache/kafka image (expected apache/kafka:$kafka_version)"
+    elif ((${#wrong[@]})); then
+        fail "$compose_file runs ${wrong[*]}, but $pom says Kafka $kafka_version (expected apache/kafka:$kafka_version)"
+    else
+        pass "compose.yaml's Kafka image is apache/kafka:$kafka_version, the <kafka.version> of $pom"
+    fi
+fi
+
+section "broker settings: compose.yaml vs cli/src/broker.rs (Node::properties)"
+if [[ ! -f "$broker_rs" ]]; then
+    fail "$broker_rs is missing: it writes the tests' broker settings"
+elif [[ -z "$py" ]]; then
+    skip "broker settings comparison (no Python with PyYAML)"
+elif "$py" - "$compose_file" "$broker_rs" "$kafka_version" <<'PY'
+"""Compares the Kafka nodes of compose.yaml with the server.properties that
+Node::properties in cli/src/broker.rs writes for a cluster of as many nodes.
+
+broker.rs is read as text, not compiled: anything in Node::properties this
+script does not understand is an error ("teach validate.sh"), never skipped.
+"""
+import re
+import sys
+
+import yaml
+
+compose_path, broker_path, kafka_version = sys.argv[1], sys.argv[2], sys.argv[3]
+errors = []
+
+
+def err(msg):
+    errors.append(msg)
+
+
+def done():
+    for e in errors:
+        print(f"  error: {e}", file=sys.stderr)
+    sys.exit(1 if errors else 0)
+
+
+def teach(what):
+    err(f"{broker_path}: {what}; update deploy/validate.sh to read it")
+
+
+# ---------------------------------------------------------------- compose
+with open(compose_path, encoding="utf-8") as fh:
+    services = (yaml.safe_load(fh) or {}).get("services") or {}
+kafka = {n: s for n, s in services.items() if str(s.get("image", "")).startswith("apache/kafka")}
+nodes = len(kafka)
+if nodes == 0:
+    err("compose: no apache/kafka services")
+    done()
+
+# The apache/kafka image turns KAFKA_FOO_BAR into foo.bar ("__" -> "_",
+# "___" -> "-"), except these, which are JVM or launcher settings.
+NOT_PROPERTIES = {
+    "KAFKA_VERSION", "KAFKA_HEAP_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_OPTS",
+    "KAFKA_JMX_OPTS", "KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL", "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL", "KAFKA_JMX_HOSTNAME", "KAFKA_JMX_PORT",
+}
+
+
+def env_to_property(key):
+    return (key.replace("KAFKA_", "").lower()
+            .replace("_", ".").replace("...", "-").replace("..", "_"))
+
+
+def property_to_env(prop):
+    return "KAFKA_" + prop.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+
+
+def node_properties(svc):
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(str(i).partition("=")[::2] for i in env)
+    return {
+        env_to_property(k): str(v)
+        for k, v in env.items()
+        if k.startswith("KAFKA_") and k not in NOT_PROPERTIES
+    }
+
+
+# ---------------------------------------------------------------- broker.rs
+with open(broker_path, encoding="utf-8") as fh:
+    src = fh.read()
+start = re.search(r"\bfn properties\(", src)
+if not start:
+    teach("no `fn properties(` (Node::properties)")
+    done()
+end = re.search(r"\n\s*(?:pub(?:\([^)]*\))?\s+)?fn\s", src[start.end():])
+body = src[start.end():start.end() + end.start()] if end else src[start.end():]
+
+# The locals the properties are written from, for a cluster of `nodes`.
+values = {"nodes": nodes}
+for name in re.findall(r"\blet\s+(?:mut\s+)?(\w+)", body):
+    if name == "text":
+        continue
+    if name == "replicas":
+        m = re.search(r"let\s+replicas\s*=\s*nodes\.min\((\d+)\)\s*;", body)
+        if not m:
+            teach("`let replicas` is no longer `nodes.min(N)`")
+            continue
+        values["replicas"] = min(nodes, int(m[1]))
+    elif name == "min_isr":
+        m = re.search(r"let\s+min_isr\s*=\s*if\s+replicas\s*(>=|>)\s*(\d+)\s*"
+                      r"\{\s*(\d+)\s*\}\s*else\s*\{\s*(\d+)\s*\}\s*;", body)
+        if not m or "replicas" not in values:
+            teach("`let min_isr` is no longer `if replicas >= N { A } else { B }`")
+            continue
+        r, op, n = values["replicas"], m[1], int(m[2])
+        values["min_isr"] = int(m[3]) if (r >= n if op == ">=" else r > n) else int(m[4])
+    else:
+        teach(f"Node::properties has a local `{name}` this script does not know")
+
+# Set per node, compared by shape below rather than by value.
+PER_NODE = {"id", "voters", "addr", "controller", "data"}
+RUST_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "'": "'", "\\": "\\", "0": "\0"}
+
+
+def rust_string(lit):
+    # "\<newline><spaces>" continues the line; the rest are one-char escapes.
+    return re.sub(r"\\(\n\s*|.)",
+                  lambda m: "" if m[1][0] == "\n" else RUST_ESCAPES.get(m[1], "\\" + m[1]),
+                  lit)
+
+
+def fill(template):
+    def one(m):
+        name = m[1]
+        if name in PER_NODE:
+            return "<" + name + ">"
+        if name in values:
+            return str(values[name])
+        teach(f"the properties use {{{name}}}, which this script does not know")
+        return "<" + name + ">"
+    text = template.replace("{{", "\x01").replace("}}", "\x02")
+    text = re.sub(r"\{(\w+)(?::[^}]*)?\}", one, text)
+    return text.replace("\x01", "{").replace("\x02", "}")
+
+
+def parse_properties(text, into):
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, val = line.partition("=")
+        if not sep:
+            teach(f"property line {line!r} has no '='")
+            continue
+        into[key.strip()] = val.strip()
+
+
+STRING = r'"((?:[^"\\]|\\.)*)"'
+
+
+def still_open(after_brace):
+    """Whether a block whose `{` came just before `after_brace` is still open at its end."""
+    depth = 1
+    for ch in after_brace:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth == 0:
+            return False
+    return True
+
+tests = {}
+m = re.search(r"let\s+mut\s+text\s*=\s*format!\(\s*" + STRING, body, re.S)
+if not m:
+    teach("Node::properties no longer starts from `let mut text = format!(\"...\")`")
+    done()
+parse_properties(fill(rust_string(m[1])), tests)
+
+# Appended lines: only under `if nodes <op> N { ... }` (or unconditionally).
+for m in re.finditer(r"text\.push_str\(\s*" + STRING + r"\s*\)", body, re.S):
+    # String contents blanked, so that only code braces count.
+    before = re.sub(STRING, lambda s: '"' + " " * (len(s[0]) - 2) + '"', body[:m.start()], flags=re.S)
+    enclosing = [
+        c for c in re.finditer(r"\bif\s+([^{]*?)\s*\{", before)
+        if still_open(before[c.end():])
+    ]
+    applies = True
+    for c in enclosing:
+        cond = re.fullmatch(r"nodes\s*(>=|<=|==|!=|>|<)\s*(\d+)", c[1].strip())
+        if not cond:
+            teach(f"a property is appended under `if {c[1].strip()}`")
+            applies = False
+            continue
+        op, n = cond[1], int(cond[2])
+        applies &= {">=": nodes >= n, "<=": nodes <= n, "==": nodes == n,
+                    "!=": nodes != n, ">": nodes > n, "<": nodes < n}[op]
+    if applies:
+        parse_properties(fill(rust_string(m[1])), tests)
+other = re.search(r"\btext\s*\+=|\btext\.(?:push\(|insert|extend)|write(?:ln)?!\(\s*(?:&mut\s+)?text", body)
+if other:
+    teach(f"Node::properties changes `text` in a way this script does not read ({other[0]!r})")
+
+# The node ids and the voter list's layout.
+if not re.search(r"for\s+id\s+in\s+1\.\.=nodes\b", src):
+    teach("the node ids are no longer `for id in 1..=nodes`")
+if not re.search(r'format!\(\s*"\{\}@\{\}"\s*,\s*\w+\.id\s*,\s*\w+\.controller\s*\)', src):
+    teach("the quorum voters are no longer `format!(\"{}@{}\", n.id, n.controller)`")
+
+# ---------------------------------------------------------------- compare
+# Compared by shape (they name hosts, ports and paths), not by value.
+SHAPE_ONLY = {"node.id", "controller.quorum.voters", "listeners", "advertised.listeners", "log.dirs"}
+# Comma-separated lists whose order does not matter to Kafka.
+AS_SETS = {"process.roles", "listener.security.protocol.map"}
+# Set in compose.yaml only, and why.
+COMPOSE_ONLY = {
+    "auto.create.topics.enable": "topics are created by seed and the services, never by a client",
+}
+
+
+def listener_names(value):
+    return sorted(part.split("://", 1)[0].strip() for part in value.split(",") if part.strip())
+
+
+def as_set(value):
+    return sorted(p.strip() for p in value.split(",") if p.strip())
+
+
+for key in sorted(SHAPE_ONLY):
+    if key not in tests:
+        teach(f"the tests no longer set {key}")
+
+node_ids = {}
+for name, svc in sorted(kafka.items()):
+    image = svc.get("image")
+    if kafka_version and image != f"apache/kafka:{kafka_version}":
+        err(f"{name}: image {image!r}, but kafka/pom.xml says Kafka {kafka_version}")
+    props = node_properties(svc)
+    for key, want in sorted(tests.items()):
+        env = property_to_env(key)
+        got = props.get(key)
+        if got is None:
+            err(f"{name}: {env} missing (the tests set {key}={want})")
+        elif key in SHAPE_ONLY:
+            continue
+        elif key in AS_SETS:
+            if as_set(got) != as_set(want):
+                err(f"{name}: {env}={got!r}, the tests set {key}={want}")
+        elif got != want:
+            err(f"{name}: {env}={got!r}, the tests set {key}={want}")
+    for key in sorted(set(props) - set(tests) - set(COMPOSE_ONLY)):
+        err(f"{name}: {property_to_env(key)} sets {key}, which the tests' cluster does not "
+            "(add it to Node::properties, or to COMPOSE_ONLY in deploy/validate.sh with the reason)")
+    for key in ("listeners", "advertised.listeners"):
+        if key in props and key in tests and listener_names(props[key]) != listener_names(tests[key]):
+            err(f"{name}: {key} names listeners {listener_names(props[key])}, "
+                f"the tests' {listener_names(tests[key])}")
+    if str(props.get("node.id", "")).isdigit():
+        node_ids[name] = int(props["node.id"])
+    # Each node votes at its own controller listener.
+    controller = next((l for l in props.get("listeners", "").split(",")
+                       if l.startswith(props.get("controller.listener.names", "CONTROLLER") + "://")), "")
+    port = controller.rsplit(":", 1)[-1]
+    voters = dict(v.strip().split("@", 1) for v in props.get("controller.quorum.voters", "").split(",") if "@" in v)
+    if name in node_ids and voters.get(str(node_ids[name])) != f"{svc.get('hostname', name)}:{port}":
+        err(f"{name}: controller.quorum.voters has {node_ids[name]}@{voters.get(str(node_ids[name]))}, "
+            f"not {node_ids[name]}@{svc.get('hostname', name)}:{port} (its controller listener)")
+
+if sorted(node_ids.values()) != list(range(1, nodes + 1)):
+    err(f"compose: node ids {sorted(node_ids.values())}; the tests' {nodes}-node cluster has 1..{nodes}")
+
+# Topics the services create get STOREFRONT_REPLICATION_FACTOR replicas: the
+# tests run them with as many as the cluster's default.
+want_rf = tests.get("default.replication.factor")
+for name, svc in sorted(services.items()):
+    if name in kafka:
+        continue
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(str(i).partition("=")[::2] for i in env)
+    rf = str(env.get("STOREFRONT_REPLICATION_FACTOR", ""))
+    if want_rf is not None and rf != want_rf:
+        err(f"{name}: STOREFRONT_REPLICATION_FACTOR={rf!r}, the tests' {nodes}-node cluster uses {want_rf}")
+
+compared = sorted(k for k in tests if k not in SHAPE_ONLY)
+print(f"  tests' {nodes}-node cluster (cli/src/broker.rs):")
+for key in compared:
+    print(f"    {key}={tests[key]}")
+print(f"  compared by shape: {', '.join(sorted(SHAPE_ONLY))}")
+print(f"  compose.yaml only: {', '.join(f'{k} ({why})' for k, why in COMPOSE_ONLY.items())}")
+done()
+PY
+then
+    pass "compose.yaml's Kafka nodes have the settings cli/src/broker.rs gives the tests' cluster of the same size"
+else
+    fail "compose.yaml's Kafka nodes differ from the tests' cluster in cli/src/broker.rs (see errors above)"
 fi
 
 # --------------------------------------------------------------------------
