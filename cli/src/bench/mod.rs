@@ -32,7 +32,7 @@ use crate::{
     seed::{self, SeedConfig},
 };
 use load::{Phase, Target};
-use report::{BenchReport, CapacityPoint, ProcessUse, ScenarioResult, TuningResult};
+use report::{BenchReport, CapacityPoint, IdleUse, ProcessUse, ScenarioResult, TuningResult};
 
 /// A way to build the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -115,6 +115,10 @@ pub struct BenchConfig {
     /// How long each rate of the capacity curve runs.
     #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
     pub capacity_step: Duration,
+    /// How long the choreography's processes (the broker included) are
+    /// measured while idle: logged in, no load.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle: Duration,
     /// Also measure the choreography under other fetch.wait.max.ms, linger.ms and partition counts.
     #[arg(long)]
     pub tuning: bool,
@@ -155,6 +159,7 @@ impl BenchConfig {
         self.duration = Duration::from_secs(3);
         self.capacity_rates = vec![50.0, 100.0];
         self.capacity_step = Duration::from_secs(2);
+        self.idle = Duration::from_secs(2);
         self.tuning = false;
         self.sessions = 20;
         self.seed = SeedConfig::small();
@@ -271,6 +276,7 @@ pub async fn run(
             sessions = Some(bench.log_in(&deployment, &mut report).await?);
             deployment.target =
                 bench.target(design, &deployment, sessions.as_ref().expect("logged in"));
+            bench.idle(&deployment, &mut report).await;
             let floor_kafka = KafkaSettings {
                 topic_prefix: "bench-floor.".into(),
                 ..bench.kafka.clone()
@@ -594,6 +600,27 @@ impl Bench {
                 break;
             }
         }
+    }
+
+    /// Each process's CPU while the deployment serves nothing.
+    async fn idle(&self, deployment: &Deployment, report: &mut BenchReport) {
+        progress(
+            self.started,
+            &format!("{}: idle for {:?}", deployment.design, self.config.idle),
+        );
+        let before = deployment.cpu_times(&self.broker);
+        let started = Instant::now();
+        tokio::time::sleep(self.config.idle).await;
+        let wall = started.elapsed();
+        let after = deployment.cpu_times(&self.broker);
+        for ((name, b, _), (_, a, _)) in before.iter().zip(&after) {
+            report.idle.push(IdleUse {
+                design: deployment.design,
+                process: name.clone(),
+                cpu_percent: share_of_core(a.saturating_sub(*b), wall),
+            });
+        }
+        report.idle_secs = wall.as_secs_f64();
     }
 
     /// The choreography with one Kafka client setting changed at a time.

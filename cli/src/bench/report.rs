@@ -27,6 +27,15 @@ pub struct ProcessUse {
     pub peak_rss_mib: f64,
 }
 
+/// One process's CPU while its design served nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleUse {
+    pub design: Design,
+    pub process: String,
+    /// Share of one core, in percent.
+    pub cpu_percent: f64,
+}
+
 /// One design at one rate of the capacity curve.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityPoint {
@@ -53,6 +62,9 @@ pub struct BenchReport {
     pub floor: Option<Floor>,
     pub scenarios: Vec<ScenarioResult>,
     pub processes: Vec<ProcessUse>,
+    /// The choreography's processes while idle, and for how long.
+    pub idle: Vec<IdleUse>,
+    pub idle_secs: f64,
     pub capacity: Vec<CapacityPoint>,
     pub tuning: Vec<TuningResult>,
     /// Tuning runs that could not be measured, and why.
@@ -132,6 +144,23 @@ impl BenchReport {
                 "| {} | {} | {:.0} | {:.1} |",
                 p.design, p.process, p.cpu_percent, p.peak_rss_mib
             );
+        }
+        if !self.idle.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n**Idle** (CPU, share of one core, logged in and serving nothing for {:.0} s)\n",
+                self.idle_secs
+            );
+            out.push_str("| design | process | CPU % |\n| --- | --- | ---: |\n");
+            for p in &self.idle {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} |",
+                    p.design, p.process, p.cpu_percent
+                );
+            }
+            let total: f64 = self.idle.iter().map(|p| p.cpu_percent).sum();
+            let _ = writeln!(out, "| | all | {total:.1} |");
         }
         if !self.capacity.is_empty() {
             let _ = writeln!(out, "\n**Capacity** (p99 ms by rate; sustained: p99 under {SUSTAINED_P99_MS} ms, nothing lost, under 1 % errors)\n");
