@@ -289,13 +289,22 @@ impl Cluster {
         // The settings of Kafka's own kafka-server-start.sh, with a small heap.
         command
             .args(["-Xms256m", "-Xmx512m", "-server", "-XX:+UseG1GC"])
-            .args(["-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35"])
-            .args(["-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"])
+            .args([
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+            ])
+            .args([
+                "-XX:+ExplicitGCInvokesConcurrent",
+                "-Djava.awt.headless=true",
+            ])
             .arg(format!(
                 "-Dlog4j2.configurationFile={}",
                 node.dir.join("log4j2.properties").display()
             ))
-            .arg(format!("-Dkafka.logs.dir={}", node.dir.join("logs").display()))
+            .arg(format!(
+                "-Dkafka.logs.dir={}",
+                node.dir.join("logs").display()
+            ))
             .arg("kafka.Kafka")
             .arg(node.dir.join("server.properties"));
         let stdout = std::fs::File::create(node.dir.join("stdout.log"))
@@ -583,8 +592,7 @@ impl NodeProcess {
 fn claim_directory(dir: &Path, nodes: u32) -> anyhow::Result<String> {
     let marker = dir.join(CLUSTER_FILE);
     if let Some(id) = read_properties(&marker, "cluster.id") {
-        let formatted: Option<u32> =
-            read_properties(&marker, "nodes").and_then(|n| n.parse().ok());
+        let formatted: Option<u32> = read_properties(&marker, "nodes").and_then(|n| n.parse().ok());
         if formatted != Some(nodes) {
             bail!(
                 "{} holds a Kafka cluster of {} node(s), not {nodes}: start it with --brokers {} or use another --data-dir",

@@ -261,7 +261,11 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         let begun = Instant::now();
         progress(started, &fault.to_string());
         fault
-            .run(&cluster, &kafka, Duration::from_secs(config.broker_outage_secs))
+            .run(
+                &cluster,
+                &kafka,
+                Duration::from_secs(config.broker_outage_secs),
+            )
             .await?;
         progress(started, &format!("{fault}: over"));
         faults.push((fault.to_string(), begun, Instant::now()));

@@ -380,10 +380,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 dir.display()
             );
             let (nodes, port) = (args.brokers, args.broker_port);
-            let cluster = tokio::task::spawn_blocking(move || {
-                Cluster::start(&dir, nodes, Ports::From(port))
-            })
-            .await??;
+            let cluster =
+                tokio::task::spawn_blocking(move || Cluster::start(&dir, nodes, Ports::From(port)))
+                    .await??;
             let bootstrap = cluster.bootstrap_servers();
             eprintln!("Kafka is up on {bootstrap}");
             (Some(cluster), bootstrap)

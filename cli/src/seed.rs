@@ -518,7 +518,8 @@ fn topic_sizes(settings: &KafkaSettings, topics: &[String]) -> anyhow::Result<Ve
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
         let mut total = 0;
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (low, high) = storefront_runtime::watermarks::fetch(&consumer, topic, partition.id(), timeout)?;
+            let (low, high) =
+                storefront_runtime::watermarks::fetch(&consumer, topic, partition.id(), timeout)?;
             total += high - low.max(0);
         }
         sizes.push(total);
