@@ -690,10 +690,24 @@ fn commit(
         }
     }
     let records: Vec<Outbound> = pages.iter().map(|p| p.record.clone()).collect();
+    let began = Instant::now();
     committed.result = match consumer.group_metadata() {
         Some(group) => producer.commit_atomically(&records, &list, &group, TRANSACTION_TIMEOUT),
         None => Err(TransactionError::Aborted("no group membership yet".into())),
     };
+    let metrics = producer.telemetry().metrics();
+    let outcome = match &committed.result {
+        Ok(()) => {
+            metrics.transaction_pages.inc_by(records.len() as u64);
+            "committed"
+        }
+        Err(TransactionError::Aborted(_)) => "aborted",
+        Err(TransactionError::Fatal(_)) => "failed",
+    };
+    metrics
+        .transaction_duration
+        .with_label_values(&[outcome])
+        .observe(began.elapsed().as_secs_f64());
     committed.pages = pages;
     committed.offsets = offsets;
     committed

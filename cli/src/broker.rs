@@ -215,6 +215,20 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// [`Cluster::start`] off the async threads.
+    pub async fn launch(dir: PathBuf, nodes: u32, ports: Ports) -> anyhow::Result<Self> {
+        tokio::task::spawn_blocking(move || Self::start(&dir, nodes, ports)).await?
+    }
+
+    /// Settings for this cluster's clients: every node to bootstrap from,
+    /// and topics as replicated as it allows (three replicas from three nodes).
+    pub fn kafka_settings(&self) -> storefront_runtime::KafkaSettings {
+        storefront_runtime::KafkaSettings {
+            replication_factor: self.nodes.len().min(3) as i32,
+            ..storefront_runtime::KafkaSettings::new(self.bootstrap_servers())
+        }
+    }
+
     /// The bootstrap list for clients: every node.
     pub fn bootstrap_servers(&self) -> String {
         self.nodes

@@ -188,12 +188,9 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     std::fs::create_dir_all(&work_dir)?;
     let started = Instant::now();
     let nodes = config.brokers;
-    let cluster = tokio::task::spawn_blocking({
-        let dir = work_dir.join("kafka");
-        move || Cluster::start(&dir, nodes, Ports::Free)
-    })
-    .await??;
-    let bootstrap = cluster.bootstrap_servers();
+    let cluster = Cluster::launch(work_dir.join("kafka"), nodes, Ports::Free).await?;
+    let kafka = cluster.kafka_settings();
+    let bootstrap = kafka.bootstrap_servers.clone();
     let cluster = Arc::new(Mutex::new(cluster));
     progress(
         started,
@@ -203,10 +200,6 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         ),
     );
 
-    let kafka = KafkaSettings {
-        replication_factor: nodes.min(3) as i32,
-        ..KafkaSettings::new(bootstrap.clone())
-    };
     seed::seed(&kafka, &SeedConfig::small()).await?;
     let users = SeedConfig::small().customers;
 

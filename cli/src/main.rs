@@ -379,10 +379,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 args.brokers,
                 dir.display()
             );
-            let (nodes, port) = (args.brokers, args.broker_port);
-            let cluster =
-                tokio::task::spawn_blocking(move || Cluster::start(&dir, nodes, Ports::From(port)))
-                    .await??;
+            let cluster = Cluster::launch(dir, args.brokers, Ports::From(args.broker_port)).await?;
             let bootstrap = cluster.bootstrap_servers();
             eprintln!("Kafka is up on {bootstrap}");
             (Some(cluster), bootstrap)

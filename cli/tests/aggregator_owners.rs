@@ -115,6 +115,41 @@ async fn owner_of_the_join(aggregators: &[ServiceProcess; 2]) -> usize {
 /// Longer than the consumers' 10 s session timeout and the rebalance after it.
 const FROZEN_FOR: Duration = Duration::from_secs(16);
 
+/// With `owner` frozen (just now): waits for the other aggregator to answer
+/// the request, thaws the old owner once it has been frozen long enough to
+/// lose its partition, gives it time to write a second page, and checks
+/// there is one.
+async fn one_page_after_the_thaw(
+    kafka: &KafkaSettings,
+    aggregators: [ServiceProcess; 2],
+    owner: usize,
+    request_id: &str,
+    dir: &std::path::Path,
+) {
+    let frozen_at = std::time::Instant::now();
+    let answered = eventually(Duration::from_secs(60), || async {
+        (pages_for(kafka, request_id).await > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(FROZEN_FOR.saturating_sub(frozen_at.elapsed())).await;
+    aggregators[owner].signal("-CONT").await.unwrap();
+    assert!(
+        answered.is_some(),
+        "the successor answers (logs in {})",
+        dir.display()
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        pages_for(kafka, request_id).await,
+        1,
+        "one page for the request (logs in {})",
+        dir.display()
+    );
+    for aggregator in aggregators {
+        aggregator.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_owner_does_not_answer_at_its_deadline_a_request_its_successor_answered() {
     let dir = scratch_dir("owners-timer");
@@ -127,43 +162,19 @@ async fn a_frozen_owner_does_not_answer_at_its_deadline_a_request_its_successor_
     let owner = owner_of_the_join(&aggregators).await;
     aggregators[owner].signal("-STOP").await.unwrap();
     // The other one takes the partition over, finds the request unanswered
-    // and answers it at its deadline.
-    let answered = eventually(Duration::from_secs(40), || async {
-        (pages_for(&kafka, &request_id).await > 0).then_some(())
-    })
-    .await;
-    tokio::time::sleep(FROZEN_FOR.saturating_sub(Duration::from_secs(10))).await;
-    aggregators[owner].signal("-CONT").await.unwrap();
-    assert!(
-        answered.is_some(),
-        "the successor answers (logs in {})",
-        dir.display()
-    );
-    // Thawed, the old owner's deadline has long passed: its timer fires first.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(
-        pages_for(&kafka, &request_id).await,
-        1,
-        "one page for the request (logs in {})",
-        dir.display()
-    );
-    for aggregator in aggregators {
-        aggregator.stop().await;
-    }
+    // and answers it at its deadline; thawed, the old owner's deadline has
+    // long passed, and its timer fires first.
+    one_page_after_the_thaw(&kafka, aggregators, owner, &request_id, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partition_never_lands() {
     let dir = scratch_dir("owners-outage");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cluster = tokio::task::spawn_blocking({
-        let dir = dir.join("kafka");
-        move || Cluster::start(&dir, 1, Ports::Free)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let mut kafka = KafkaSettings::new(cluster.bootstrap_servers());
+    let mut cluster = Cluster::launch(dir.join("kafka"), 1, Ports::Free)
+        .await
+        .unwrap();
+    let mut kafka = cluster.kafka_settings();
     kafka.partitions = 1;
     kafka.topic_prefix = "outage.".into();
     let aggregators = two_aggregators(&kafka, &dir).await;
@@ -188,26 +199,7 @@ async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partitio
     })
     .await
     .unwrap();
-    let answered = eventually(Duration::from_secs(60), || async {
-        (pages_for(&kafka, &request_id).await > 0).then_some(())
-    })
-    .await;
-    aggregators[owner].signal("-CONT").await.unwrap();
-    assert!(
-        answered.is_some(),
-        "the successor answers (logs in {})",
-        dir.display()
-    );
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(
-        pages_for(&kafka, &request_id).await,
-        1,
-        "one page for the request (logs in {})",
-        dir.display()
-    );
-    for aggregator in aggregators {
-        aggregator.stop().await;
-    }
+    one_page_after_the_thaw(&kafka, aggregators, owner, &request_id, &dir).await;
     tokio::task::spawn_blocking(move || cluster.stop())
         .await
         .unwrap();

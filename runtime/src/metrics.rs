@@ -36,6 +36,8 @@ pub struct Metrics {
     pub expired_joins: IntCounter,
     pub stale_requests: IntCounter,
     pub pending_joins: IntGauge,
+    pub transaction_duration: HistogramVec,
+    pub transaction_pages: IntCounter,
 }
 
 impl Metrics {
@@ -67,6 +69,11 @@ impl Metrics {
             "storefront_page_latency_seconds",
             "From a page request until its answer, by outcome (complete, partial, rejected, unavailable, timeout)",
             &["status"],
+        );
+        let transaction_duration = histogram(
+            "storefront_transaction_duration_seconds",
+            "How long a transaction took from begin to commit or abort, by outcome (committed, aborted, failed)",
+            &["outcome"],
         );
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
@@ -107,6 +114,11 @@ impl Metrics {
             "Requests the aggregator is still joining",
         )
         .expect("valid gauge");
+        let transaction_pages = IntCounter::new(
+            "storefront_transaction_pages_total",
+            "Pages written in committed transactions",
+        )
+        .expect("valid counter");
         let http_in_flight =
             IntGauge::new("http_requests_in_flight", "HTTP requests being served now")
                 .expect("valid gauge");
@@ -123,6 +135,7 @@ impl Metrics {
             Box::new(expired_joins.clone()),
             Box::new(stale_requests.clone()),
             Box::new(pending_joins.clone()),
+            Box::new(transaction_pages.clone()),
             Box::new(http_in_flight.clone()),
             Box::new(records_in_flight.clone()),
         ] {
@@ -142,6 +155,8 @@ impl Metrics {
             expired_joins,
             stale_requests,
             pending_joins,
+            transaction_duration,
+            transaction_pages,
         }
     }
 

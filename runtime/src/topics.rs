@@ -109,8 +109,8 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
         new_topics.push(new_topic(name, settings.partitions, ONE_WEEK_MS));
     }
     for name in topics.reference() {
-        // Reference data must outlive the default retention: records older
-        // than it would vanish after a broker restart.
+        // Reference data must outlive the default retention (a week): the
+        // read models are rebuilt from the whole topic at every start.
         new_topics.push(new_topic(name, settings.partitions, "-1"));
     }
     new_topics.push(new_topic(&topics.dead_letters, 1, THIRTY_DAYS_MS));

@@ -200,17 +200,9 @@ pub async fn run(
     });
     std::fs::create_dir_all(&work_dir)?;
     let started = Instant::now();
-    let nodes = config.brokers;
-    let broker = tokio::task::spawn_blocking({
-        let dir = work_dir.join("kafka");
-        move || Cluster::start(&dir, nodes, Ports::Free)
-    })
-    .await??;
-    let addr = broker.bootstrap_servers();
-    let kafka = KafkaSettings {
-        replication_factor: nodes.min(3) as i32,
-        ..KafkaSettings::new(addr.clone())
-    };
+    let broker = Cluster::launch(work_dir.join("kafka"), config.brokers, Ports::Free).await?;
+    let kafka = broker.kafka_settings();
+    let addr = kafka.bootstrap_servers.clone();
     let seed = config.seed.clone();
     progress(
         started,
