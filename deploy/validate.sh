@@ -578,9 +578,7 @@ SHAPE_ONLY = {"node.id", "controller.quorum.voters", "listeners", "advertised.li
 # Comma-separated lists whose order does not matter to Kafka.
 AS_SETS = {"process.roles", "listener.security.protocol.map"}
 # Set in compose.yaml only, and why.
-COMPOSE_ONLY = {
-    "auto.create.topics.enable": "topics are created by seed and the services, never by a client",
-}
+COMPOSE_ONLY = {}
 
 
 def listener_names(value):

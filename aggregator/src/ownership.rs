@@ -6,7 +6,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
 };
 
 use rdkafka::TopicPartitionList;
@@ -16,17 +19,20 @@ use storefront_runtime::processor::RebalanceListener;
 /// join's: every request-path topic is co-partitioned with it).
 pub(crate) struct Ownership {
     topic: String,
+    /// Held by the transaction under way, and by a rebalance changing it.
     state: Mutex<Owned>,
+    /// Counts assignments (raised under `state`): a page is made in one
+    /// epoch. Read without waiting for a transaction.
+    epoch: AtomicU64,
+    /// Partitions revoked since the loop last looked; its own lock, so the
+    /// loop never waits for a transaction.
+    revoked: Mutex<Vec<i32>>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Owned {
-    /// Counts assignments: a page is made in one epoch.
-    epoch: u64,
     /// Owned partitions, and the epoch each was (last) assigned in.
     since: HashMap<i32, u64>,
-    /// Partitions revoked since the loop last looked.
-    revoked: Vec<i32>,
 }
 
 impl Ownership {
@@ -34,6 +40,8 @@ impl Ownership {
         Self {
             topic: topic.to_owned(),
             state: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            revoked: Mutex::default(),
         }
     }
 
@@ -45,12 +53,12 @@ impl Ownership {
 
     /// The current assignment epoch: what a page made now is stamped with.
     pub(crate) fn epoch(&self) -> u64 {
-        self.lock().epoch
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// The partitions revoked since the last call.
     pub(crate) fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut self.lock().revoked)
+        std::mem::take(&mut self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn partitions<'a>(&'a self, list: &'a TopicPartitionList) -> impl Iterator<Item = i32> + 'a {
@@ -77,18 +85,23 @@ impl Owned {
 
 impl RebalanceListener for Ownership {
     fn revoking(&self, partitions: &TopicPartitionList) {
-        // Waits here for a transaction under way to end.
-        let mut owned = self.lock();
-        for partition in self.partitions(partitions).collect::<Vec<_>>() {
-            owned.since.remove(&partition);
-            owned.revoked.push(partition);
+        let revoked: Vec<i32> = self.partitions(partitions).collect();
+        {
+            // Waits here for a transaction under way to end.
+            let mut owned = self.lock();
+            for partition in &revoked {
+                owned.since.remove(partition);
+            }
         }
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(revoked);
     }
 
     fn assigned(&self, partitions: &TopicPartitionList) {
         let mut owned = self.lock();
-        owned.epoch += 1;
-        let epoch = owned.epoch;
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         for partition in self.partitions(partitions).collect::<Vec<_>>() {
             owned.since.insert(partition, epoch);
         }

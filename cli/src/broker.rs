@@ -521,6 +521,9 @@ share.coordinator.state.topic.min.isr={min_isr}
 offsets.topic.num.partitions=10
 transaction.state.log.num.partitions=10
 group.initial.rebalance.delay.ms=0
+# Topics are created by the services and the seed, with their settings;
+# a client asking for a missing topic must not create it with defaults.
+auto.create.topics.enable=false
 # The log cleaner allocates 128 MiB by default: too much in a 512 MiB heap.
 log.cleaner.dedupe.buffer.size=16777216
 ",
@@ -711,6 +714,35 @@ mod tests {
         assert_eq!(java_major("openjdk version \"25\" 2025-09-16"), Some(25));
         assert_eq!(java_major("openjdk version \"21-ea\""), Some(21));
         assert_eq!(java_major("no version here"), None);
+    }
+
+    #[test]
+    fn a_missing_java_is_named_with_what_to_do() {
+        let error = check_java(Path::new("/nonexistent/bin/java"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cannot run /nonexistent/bin/java"),
+            "{error}"
+        );
+        assert!(error.contains("Java 17 or newer"), "{error}");
+        assert!(error.contains("scripts/prepare.sh"), "{error}");
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_with_what_to_do() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("storefront-port-{}", rand::random::<u32>()));
+        let error = Cluster::start(&dir, 1, Ports::From(port))
+            .err()
+            .expect("the port is taken")
+            .to_string();
+        assert!(
+            error.contains(&format!("port {port} is already in use")),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

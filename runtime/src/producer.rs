@@ -163,7 +163,12 @@ impl EventProducer {
             config
                 .set("transactional.id", id)
                 .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
-                .set("message.timeout.ms", TRANSACTION_TIMEOUT_MS);
+                .set("message.timeout.ms", TRANSACTION_TIMEOUT_MS)
+                // A transaction begun right after the last one finds the
+                // coordinator still writing that one's markers, and is told
+                // to retry (CONCURRENT_TRANSACTIONS): librdkafka's 100 ms
+                // backoff then adds 100 ms to every page.
+                .set("retry.backoff.ms", "5");
         }
         let inner = config
             .create_with_context(ProducerContext {

@@ -52,7 +52,7 @@ impl EventProducer {
         let producer = self.raw();
         let runtime = tokio::runtime::Handle::current();
         let kafka = |action| move |source| crate::Error::Kafka { action, source };
-        let written = (|| -> crate::Result<Vec<_>> {
+        let written = (|| -> crate::Result<()> {
             producer
                 .begin_transaction()
                 .map_err(kafka("begin a transaction"))?;
@@ -65,10 +65,19 @@ impl EventProducer {
                     .send_offsets_to_transaction(offsets, group, timeout)
                     .map_err(kafka("commit offsets in the transaction"))?;
             }
-            Ok(pending)
+            for queued in pending {
+                runtime.block_on(Self::acknowledged(queued))?;
+            }
+            // rdkafka's commit_transaction flushes first, and its flush,
+            // finding anything outstanding, polls for the whole of its
+            // timeout (at least 100 ms); flushed in short steps here, the
+            // commit's own flush finds nothing left.
+            let flushed_by = std::time::Instant::now() + timeout;
+            while producer.flush(FLUSH_STEP).is_err() && std::time::Instant::now() < flushed_by {}
+            Ok(())
         })();
-        let pending = match written {
-            Ok(pending) => pending,
+        match written {
+            Ok(()) => {}
             Err(error) if is_fatal(&error) => {
                 return Err(TransactionError::Fatal(error.to_string()))
             }
@@ -78,7 +87,7 @@ impl EventProducer {
                     Err(abort) => Err(TransactionError::Fatal(format!("{error}; then {abort}"))),
                 }
             }
-        };
+        }
         // A commit that timed out may have reached the broker: it is asked
         // again (the broker answers for the same transaction), never aborted
         // and redone. Only the broker's own refusal makes it abortable.
@@ -99,13 +108,12 @@ impl EventProducer {
                 Err(error) => return Err(TransactionError::Fatal(error.to_string())),
             }
         }
-        // Delivered with the commit: close each record's send span.
-        for queued in pending {
-            let _ = runtime.block_on(Self::acknowledged(queued));
-        }
         Ok(())
     }
 }
+
+/// How long one step of the flush before a commit polls.
+const FLUSH_STEP: Duration = Duration::from_millis(2);
 
 fn is_fatal(error: &crate::Error) -> bool {
     matches!(error, crate::Error::Kafka { source: KafkaError::Transaction(e), .. } if e.is_fatal())
