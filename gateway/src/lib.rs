@@ -603,6 +603,9 @@ impl AppState {
             Ok(Ok(mut page)) => {
                 milestones.append(&mut page.milestones);
                 milestones.push(gateway_milestone("delivered", now_ms()));
+                // A timeline: a service can pick the request up before the
+                // broker's acknowledgement (`enqueued`) is back at the gateway.
+                milestones.sort_by_key(|m| m.at_ms);
                 page.milestones = milestones.clone();
                 tracing::info!(status = ?page.status, missing = ?page.missing, "answered");
                 Ok(Answer::Page(Box::new(page)))
