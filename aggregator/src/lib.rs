@@ -259,7 +259,14 @@ impl Aggregator {
             if self.committing.is_empty() && self.commit_due() {
                 self.start_commit(&consumer);
             }
-            let wake = [self.joins.next_deadline(), self.next_commit_ms()]
+            // While a transaction is under way the next one waits for it,
+            // not for a timer.
+            let next_commit = self
+                .committing
+                .is_empty()
+                .then(|| self.next_commit_ms())
+                .flatten();
+            let wake = [self.joins.next_deadline(), next_commit]
                 .into_iter()
                 .flatten()
                 .min();
