@@ -242,11 +242,6 @@ impl Cluster {
         &self.nodes
     }
 
-    /// The process ID of each running node, for measuring and signalling them.
-    pub fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().filter_map(Node::pid).collect()
-    }
-
     /// The node with this id, or an error naming the ids there are.
     fn index(&self, id: u32) -> anyhow::Result<usize> {
         self.nodes
