@@ -231,9 +231,20 @@ impl Joins {
             .front()
             .is_some_and(|(at, _)| at + REMEMBER_EMITTED_MS <= at_ms)
         {
-            let (_, old) = self.emitted_order.pop_front().expect("checked");
-            self.emitted.remove(&old);
+            let (at, old) = self.emitted_order.pop_front().expect("checked");
+            // Unless forgotten and made again since.
+            if self.emitted.get(&old) == Some(&at) {
+                self.emitted.remove(&old);
+            }
         }
+    }
+
+    /// A page made for `request_id` was given up, never written (its
+    /// partition changed hands before its transaction committed, or the
+    /// producer failed): the request is not answered, so its parts, read
+    /// again, build the join anew instead of being dropped as late.
+    pub fn forget_emitted(&mut self, request_id: &str) {
+        self.emitted.remove(request_id);
     }
 
     /// Joins still waiting.
@@ -598,6 +609,31 @@ mod tests {
             Added::Late(_)
         ));
         assert!(joins.expire(1_000).is_empty());
+    }
+
+    #[test]
+    fn a_page_given_up_is_no_answer_its_parts_read_again_make_it_anew() {
+        let mut joins = Joins::default();
+        joins.add(context("r", 250), user(), Arrival::default(), source(1), 10);
+        assert_eq!(joins.expire(250).len(), 1, "the partial page at the deadline");
+        joins.forget_emitted("r");
+        assert!(matches!(
+            joins.add(context("r", 250), user(), Arrival::default(), source(1), 300),
+            Added::Waiting
+        ));
+        let again = joins.expire(300);
+        assert_eq!(again.len(), 1, "the page is made again");
+        assert_eq!(again[0].sources, vec![source(1)]);
+        // Forgotten and remembered again: pruning the first memory keeps the second.
+        joins.add(
+            context("later", REMEMBER_EMITTED_MS + 250),
+            user(),
+            Arrival::default(),
+            source(2),
+            REMEMBER_EMITTED_MS + 250,
+        );
+        joins.expire(REMEMBER_EMITTED_MS + 250);
+        assert_eq!(joins.remembered(), 2);
     }
 
     #[test]

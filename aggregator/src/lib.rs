@@ -222,7 +222,7 @@ struct Committed {
     /// The pages it carried (dropped ones excluded).
     pages: Vec<Outgoing>,
     /// Pages left out: their partition changed hands since they were made.
-    dropped: usize,
+    dropped: Vec<Outgoing>,
     /// The offsets it committed.
     offsets: Vec<((String, i32), i64)>,
 }
@@ -256,6 +256,9 @@ impl Aggregator {
         shutdown: CancellationToken,
     ) -> storefront_runtime::Result<()> {
         loop {
+            // A revoke seen by the last poll is taken in before anything is
+            // committed: offsets and pages of the old assignment never go out.
+            self.catch_up_with_rebalances(&consumer).await?;
             if self.committing.is_empty() && self.commit_due() {
                 self.start_commit(&consumer);
             }
@@ -474,7 +477,11 @@ impl Aggregator {
             self.tracker.retain_partitions(|_, p| kept(p));
             self.to_commit.retain(|(_, p), _| kept(*p));
             let unsent = self.outbox.len();
-            self.outbox.retain(|page| kept(page.partition));
+            let (outbox, given_up) = std::mem::take(&mut self.outbox)
+                .into_iter()
+                .partition(|page| kept(page.partition));
+            self.outbox = outbox;
+            self.give_up(given_up, "its partition was revoked");
             tracing::info!(
                 handed_back,
                 unsent_dropped = unsent - self.outbox.len(),
@@ -545,6 +552,22 @@ impl Aggregator {
         });
     }
 
+    /// Pages that will not be written: their requests are not answered by
+    /// them, so whoever owns their partition next answers them from their
+    /// inputs (uncommitted, read again).
+    fn give_up(&mut self, pages: Vec<Outgoing>, why: &str) {
+        if pages.is_empty() {
+            return;
+        }
+        tracing::info!(pages = pages.len(), why, "pages given up; their inputs will be read again");
+        for page in pages {
+            if let Some(request_id) = &page.record.headers.request_id {
+                self.joins.forget_emitted(request_id);
+            }
+            trace::end(&page.span, Some(why));
+        }
+    }
+
     /// Whether a transaction should start now: pages are waiting, or
     /// offsets have waited long enough on their own.
     fn commit_due(&self) -> bool {
@@ -585,12 +608,7 @@ impl Aggregator {
         done: Committed,
         consumer: &StreamConsumer<GroupContext>,
     ) -> storefront_runtime::Result<()> {
-        if done.dropped > 0 {
-            tracing::info!(
-                dropped = done.dropped,
-                "pages of partitions that changed hands left unsent"
-            );
-        }
+        self.give_up(done.dropped, "its partition changed hands");
         match done.result {
             Ok(()) => {
                 self.retry.after_success();
@@ -625,9 +643,11 @@ impl Aggregator {
                 // (at the revoke) and reads the inputs again from the offsets
                 // committed, and what was answered from page.completed.
                 tracing::warn!(%reason, pages = done.pages.len(), "transactional producer failed; starting a new one and taking the partitions anew");
-                for page in &done.pages {
-                    trace::end(&page.span, Some(&reason));
-                }
+                // Forgotten as answers: those that did commit are read
+                // back from page.completed once the partitions return.
+                let mut given_up = done.pages;
+                given_up.append(&mut self.outbox);
+                self.give_up(given_up, &reason);
                 let pages = EventProducer::transactional(
                     &self.settings,
                     &self.telemetry,
@@ -671,12 +691,9 @@ fn commit(
     offsets: Vec<((String, i32), i64)>,
 ) -> Committed {
     let owned = ownership.lock();
-    let total = pages.len();
-    let pages: Vec<Outgoing> = pages
+    let (pages, dropped): (Vec<Outgoing>, Vec<Outgoing>) = pages
         .into_iter()
-        .filter(|p| owned.holds(p.partition, p.epoch))
-        .collect();
-    let dropped = total - pages.len();
+        .partition(|p| owned.holds(p.partition, p.epoch));
     let offsets: Vec<((String, i32), i64)> = offsets
         .into_iter()
         .filter(|((_, p), _)| owned.owns(*p))

@@ -204,3 +204,51 @@ async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partitio
         .await
         .unwrap();
 }
+
+/// The other side of the rule: a page its owner had to give up (its
+/// transaction could not commit before the partition was revoked) is not
+/// an answer. When the partition comes back, to this instance or another,
+/// the request's inputs are read again and it is answered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_given_up_with_its_partition_is_answered_when_the_partition_comes_back() {
+    let dir = scratch_dir("owners-given-up");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster = Cluster::launch(dir.join("kafka"), 1, Ports::Free)
+        .await
+        .unwrap();
+    let mut kafka = cluster.kafka_settings();
+    kafka.partitions = 1;
+    kafka.topic_prefix = "given-up.".into();
+    let aggregators = two_aggregators(&kafka, &dir).await;
+
+    let request_id = send_request(&kafka, 3_000).await;
+    let owner = owner_of_the_join(&aggregators).await;
+    // The broker goes away before the deadline and stays away past the
+    // group's session timeout: the owner queues the page at the deadline,
+    // cannot commit it, and loses its partition when the broker returns.
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop_node(1).unwrap();
+        std::thread::sleep(FROZEN_FOR);
+        cluster.start_node(1).unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    let answered = eventually(Duration::from_secs(90), || async {
+        (pages_for(&kafka, &request_id).await > 0).then_some(())
+    })
+    .await;
+    assert!(
+        answered.is_some(),
+        "the request is answered after the outage (owner {owner}, logs in {})",
+        dir.display()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(pages_for(&kafka, &request_id).await, 1, "one page (logs in {})", dir.display());
+    for aggregator in aggregators {
+        aggregator.stop().await;
+    }
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .unwrap();
+}
