@@ -615,10 +615,20 @@ mod tests {
     fn a_page_given_up_is_no_answer_its_parts_read_again_make_it_anew() {
         let mut joins = Joins::default();
         joins.add(context("r", 250), user(), Arrival::default(), source(1), 10);
-        assert_eq!(joins.expire(250).len(), 1, "the partial page at the deadline");
+        assert_eq!(
+            joins.expire(250).len(),
+            1,
+            "the partial page at the deadline"
+        );
         joins.forget_emitted("r");
         assert!(matches!(
-            joins.add(context("r", 250), user(), Arrival::default(), source(1), 300),
+            joins.add(
+                context("r", 250),
+                user(),
+                Arrival::default(),
+                source(1),
+                300
+            ),
             Added::Waiting
         ));
         let again = joins.expire(300);

@@ -307,7 +307,13 @@ struct ReaderContext;
 
 impl rdkafka::ClientContext for ReaderContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        // The end of a partition is how a snapshot knows it is done; it
+        // also arrives as a global error (one per partition per read).
+        use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::error!(%error, reason, "librdkafka error");
         }
     }
