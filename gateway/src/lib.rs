@@ -321,7 +321,7 @@ async fn login(
         state.inner.settings.session_ttl_secs,
     );
     let answer = state
-        .request_page(submission, state.async_budget(&options), &trace)
+        .request_page(submission, options.budget(state.sync_budget()), &trace)
         .await?;
     let page = match answer {
         Answer::Page(page) => *page,
@@ -466,13 +466,9 @@ impl AppState {
         .transpose()
     }
 
-    /// How long an async-capable request waits before its 202.
-    fn async_budget(&self, options: &AsyncOptions) -> Duration {
-        if options.respond_async {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(self.inner.settings.sync_budget_ms)
-        }
+    /// How long an async-capable request may wait for its page, at most.
+    fn sync_budget(&self) -> Duration {
+        Duration::from_millis(self.inner.settings.sync_budget_ms)
     }
 
     /// The synchronous flow (`GET /api/page`, logout): the deadline and

@@ -87,6 +87,17 @@ impl AsyncOptions {
         }
         Ok(options)
     }
+
+    /// The one waiting rule of every async-capable request (login, `POST
+    /// /api/pages`): how long it waits for its page before the 202. At
+    /// once with `respond-async`; else the sync budget, or less if the
+    /// client asked `wait=N`.
+    pub fn budget(&self, sync_budget: Duration) -> Duration {
+        if self.respond_async {
+            return Duration::ZERO;
+        }
+        self.wait.map_or(sync_budget, |wait| wait.min(sync_budget))
+    }
 }
 
 /// A page request that runs on: where to follow it.
@@ -205,7 +216,7 @@ pub(crate) async fn create(
     let options = AsyncOptions::from_headers(&headers)?;
     let request = optional_json::<CreatePage>(&headers, body, state.inner.settings.max_body_bytes)?;
     let callback_url = state.checked_callback(request.callback_url)?;
-    let budget = state.budget(&options);
+    let budget = options.budget(state.sync_budget());
     if let Some(key) = &options.idempotency_key {
         if let Some(context) = state.idempotent_request(&session, key).await? {
             tracing::info!(request_id = %context.request_id, "idempotent repeat: no new request");
@@ -377,15 +388,6 @@ pub(crate) async fn events(
 }
 
 impl AppState {
-    /// How long an async-capable request waits for its page before the 202.
-    fn budget(&self, options: &AsyncOptions) -> Duration {
-        if options.respond_async {
-            return Duration::ZERO;
-        }
-        let budget = Duration::from_millis(self.inner.settings.sync_budget_ms);
-        options.wait.map_or(budget, |wait| wait.min(budget))
-    }
-
     /// The request `id` of the session in the cookie: 401 without a
     /// session, 404 if the session has no such request, 410 once expired.
     async fn progress_for(&self, headers: &HeaderMap, id: &str) -> Result<Progress, ApiError> {
@@ -541,5 +543,38 @@ fn mark_replayed(response: &mut Response, replayed: Option<bool>) {
         response
             .headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(prefer: &str) -> AsyncOptions {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", prefer.parse().unwrap());
+        AsyncOptions::from_headers(&headers).unwrap()
+    }
+
+    #[test]
+    fn a_request_waits_the_sync_budget_or_less_if_asked_and_not_at_all_if_async() {
+        let sync = Duration::from_millis(2_000);
+        assert_eq!(AsyncOptions::default().budget(sync), sync);
+        assert_eq!(options("wait=1").budget(sync), Duration::from_secs(1));
+        assert_eq!(options("wait=0").budget(sync), Duration::ZERO);
+        assert_eq!(
+            options("wait=30").budget(sync),
+            sync,
+            "never past the budget"
+        );
+        assert_eq!(
+            options("respond-async, wait=1").budget(sync),
+            Duration::ZERO
+        );
+        assert_eq!(
+            options("wait=soon").budget(sync),
+            sync,
+            "ignored (RFC 7240)"
+        );
     }
 }

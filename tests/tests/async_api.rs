@@ -174,6 +174,9 @@ async fn a_wrong_password_is_401_at_once_or_at_the_result_which_clears_the_cooki
         (sync.status, sync.error_code()),
         (401, "invalid_credentials")
     );
+    // Asked not to wait: the same login answers 202 before the rejection.
+    let not_waiting = login(Some("wait=0")).await;
+    assert_eq!(not_waiting.status, 202, "{}", not_waiting.text);
     let accepted = login(Some("respond-async")).await;
     assert_eq!(accepted.status, 202, "{}", accepted.text);
     let cookie = accepted.session_cookie().unwrap();
