@@ -28,10 +28,9 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 use storefront_runtime::{
+    consume::{self, Commits, GroupContext, GroupOptions},
     health,
     offsets::OffsetTracker,
-    processor,
-    processor::GroupContext,
     service::{self, PRODUCER_WARM},
     snapshot::{self, Since},
     topics, trace,
@@ -90,7 +89,7 @@ pub async fn start(
     let topics = settings.kafka.topics();
     let reply_partitions = topics::partition_counts(&settings.kafka, &[&topics.page_completed])
         .await?[&topics.page_completed];
-    let readiness = Readiness::new(&[PRODUCER_WARM, processor::PARTITIONS_ASSIGNED]);
+    let readiness = Readiness::new(&[PRODUCER_WARM, consume::PARTITIONS_ASSIGNED]);
     let telemetry = Telemetry::new(SERVICE, &settings.telemetry)?;
     // Pages go out in transactions with the input offsets they consume;
     // dead letters are at-least-once, outside them.
@@ -107,14 +106,18 @@ pub async fn start(
     .await??;
     let producer = EventProducer::new(&settings.kafka, &telemetry)?;
     let ownership = Arc::new(Ownership::new(&topics.page_requested));
-    let consumer = Arc::new(processor::transactional_group_consumer(
+    let options = GroupOptions {
+        commits: Commits::InTransactions,
+        ..GroupOptions::at_least_once(SERVICE)
+    };
+    let consumer = Arc::new(consume::group_consumer(
         &settings.kafka,
         &telemetry,
-        &settings.kafka.group(SERVICE),
+        &options,
+        &inputs(&topics),
         readiness.clone(),
-        ownership.clone(),
+        vec![ownership.clone()],
     )?);
-    consumer.subscribe(&inputs(&topics))?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
@@ -335,7 +338,7 @@ impl Aggregator {
                 let dead_lettered = self
                     .dead_letters
                     .send(&record, &reason)
-                    .instrument(processor::log_span(&record))
+                    .instrument(consume::log_span(&record))
                     .await;
                 match dead_lettered {
                     Ok(_) => self.done(&source_of(&record)),
@@ -559,7 +562,11 @@ impl Aggregator {
         if pages.is_empty() {
             return;
         }
-        tracing::info!(pages = pages.len(), why, "pages given up; their inputs will be read again");
+        tracing::info!(
+            pages = pages.len(),
+            why,
+            "pages given up; their inputs will be read again"
+        );
         for page in pages {
             if let Some(request_id) = &page.record.headers.request_id {
                 self.joins.forget_emitted(request_id);

@@ -12,8 +12,8 @@ use std::{
     },
 };
 
-use rdkafka::TopicPartitionList;
-use storefront_runtime::processor::RebalanceListener;
+use rdkafka::{consumer::BaseConsumer, TopicPartitionList};
+use storefront_runtime::consume::{GroupContext, GroupListener};
 
 /// The partitions of the request topic (its partition numbers are the
 /// join's: every request-path topic is co-partitioned with it).
@@ -83,8 +83,10 @@ impl Owned {
     }
 }
 
-impl RebalanceListener for Ownership {
-    fn revoking(&self, partitions: &TopicPartitionList) {
+impl Ownership {
+    /// `partitions` are being taken away: waits for the transaction under
+    /// way, then no page of theirs is written any more.
+    pub(crate) fn revoke(&self, partitions: &TopicPartitionList) {
         let revoked: Vec<i32> = self.partitions(partitions).collect();
         {
             // Waits here for a transaction under way to end.
@@ -99,12 +101,23 @@ impl RebalanceListener for Ownership {
             .extend(revoked);
     }
 
-    fn assigned(&self, partitions: &TopicPartitionList) {
+    /// `partitions` were given to this instance, in a new epoch.
+    pub(crate) fn assign(&self, partitions: &TopicPartitionList) {
         let mut owned = self.lock();
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         for partition in self.partitions(partitions).collect::<Vec<_>>() {
             owned.since.insert(partition, epoch);
         }
+    }
+}
+
+impl GroupListener for Ownership {
+    fn revoking(&self, _: &BaseConsumer<GroupContext>, partitions: &TopicPartitionList) {
+        self.revoke(partitions);
+    }
+
+    fn assigned(&self, _: &BaseConsumer<GroupContext>, partitions: &TopicPartitionList) {
+        self.assign(partitions);
     }
 }
 
@@ -123,17 +136,17 @@ mod tests {
     #[test]
     fn a_page_is_written_only_while_its_partition_is_owned_since_it_was_made() {
         let ownership = Ownership::new("requests");
-        ownership.assigned(&list("requests", &[0, 1]));
+        ownership.assign(&list("requests", &[0, 1]));
         let made = ownership.epoch();
         assert!(ownership.lock().holds(0, made));
 
-        ownership.revoking(&list("requests", &[0, 1]));
+        ownership.revoke(&list("requests", &[0, 1]));
         assert!(!ownership.lock().holds(0, made), "revoked");
         assert_eq!(ownership.take_revoked(), [0, 1]);
         assert!(ownership.take_revoked().is_empty());
 
         // Given back: a page made before is still refused, a new one is not.
-        ownership.assigned(&list("requests", &[0]));
+        ownership.assign(&list("requests", &[0]));
         assert!(!ownership.lock().holds(0, made));
         let now = ownership.epoch();
         assert!(ownership.lock().holds(0, now));
@@ -143,7 +156,7 @@ mod tests {
     #[test]
     fn other_topics_of_the_assignment_are_ignored() {
         let ownership = Ownership::new("requests");
-        ownership.assigned(&list("ads", &[4]));
+        ownership.assign(&list("ads", &[4]));
         assert!(!ownership.lock().owns(4));
     }
 }

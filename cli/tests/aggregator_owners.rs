@@ -167,20 +167,49 @@ async fn a_frozen_owner_does_not_answer_at_its_deadline_a_request_its_successor_
     one_page_after_the_thaw(&kafka, aggregators, owner, &request_id, &dir).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partition_never_lands() {
-    let dir = scratch_dir("owners-outage");
+/// Two aggregators on a broker of the test's own (it is stopped and
+/// started), one request pending, and which aggregator holds it.
+struct OnItsOwnBroker {
+    dir: PathBuf,
+    cluster: Cluster,
+    kafka: KafkaSettings,
+    aggregators: [ServiceProcess; 2],
+    request_id: String,
+    owner: usize,
+}
+
+async fn on_its_own_broker(name: &str, prefix: &str) -> OnItsOwnBroker {
+    let dir = scratch_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cluster = Cluster::launch(dir.join("kafka"), 1, Ports::Free)
+    let cluster = Cluster::launch(dir.join("kafka"), 1, Ports::Free)
         .await
         .unwrap();
     let mut kafka = cluster.kafka_settings();
     kafka.partitions = 1;
-    kafka.topic_prefix = "outage.".into();
+    kafka.topic_prefix = prefix.into();
     let aggregators = two_aggregators(&kafka, &dir).await;
-
     let request_id = send_request(&kafka, 3_000).await;
     let owner = owner_of_the_join(&aggregators).await;
+    OnItsOwnBroker {
+        dir,
+        cluster,
+        kafka,
+        aggregators,
+        request_id,
+        owner,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partition_never_lands() {
+    let OnItsOwnBroker {
+        dir,
+        mut cluster,
+        kafka,
+        aggregators,
+        request_id,
+        owner,
+    } = on_its_own_broker("owners-outage", "outage.").await;
     // The broker goes away before the deadline: at the deadline the owner
     // queues the page, and it cannot be delivered.
     let mut cluster = tokio::task::spawn_blocking(move || {
@@ -211,18 +240,14 @@ async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partitio
 /// the request's inputs are read again and it is answered, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_given_up_with_its_partition_is_answered_when_the_partition_comes_back() {
-    let dir = scratch_dir("owners-given-up");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cluster = Cluster::launch(dir.join("kafka"), 1, Ports::Free)
-        .await
-        .unwrap();
-    let mut kafka = cluster.kafka_settings();
-    kafka.partitions = 1;
-    kafka.topic_prefix = "given-up.".into();
-    let aggregators = two_aggregators(&kafka, &dir).await;
-
-    let request_id = send_request(&kafka, 3_000).await;
-    let owner = owner_of_the_join(&aggregators).await;
+    let OnItsOwnBroker {
+        dir,
+        mut cluster,
+        kafka,
+        aggregators,
+        request_id,
+        owner,
+    } = on_its_own_broker("owners-given-up", "given-up.").await;
     // The broker goes away before the deadline and stays away past the
     // group's session timeout: the owner queues the page at the deadline,
     // cannot commit it, and loses its partition when the broker returns.
@@ -244,7 +269,12 @@ async fn a_page_given_up_with_its_partition_is_answered_when_the_partition_comes
         dir.display()
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(pages_for(&kafka, &request_id).await, 1, "one page (logs in {})", dir.display());
+    assert_eq!(
+        pages_for(&kafka, &request_id).await,
+        1,
+        "one page (logs in {})",
+        dir.display()
+    );
     for aggregator in aggregators {
         aggregator.stop().await;
     }

@@ -647,11 +647,11 @@ pub async fn start(
     let telemetry = Telemetry::new("gateway", &settings.telemetry)?;
     let producer = EventProducer::new(&settings.kafka, &telemetry)?;
     let owned = OwnedPartitions::default();
-    let consumer = replies::subscribe(
+    let replies = replies::reply_driver(
         &settings.kafka,
+        &telemetry,
         owned.clone(),
         readiness.clone(),
-        telemetry.metrics().clone(),
     )?;
 
     let http_addr = settings.http_addr;
@@ -662,13 +662,9 @@ pub async fn start(
         waiting: state.inner.waiting.clone(),
         results: state.inner.results.clone(),
         webhooks: state.inner.webhooks.clone(),
-        dead_letters: DeadLetters::new(producer, topics.dead_letters.clone()),
     };
-    tasks.spawn(replies::deliver_replies(
-        consumer,
-        handling,
-        shutdown.clone(),
-    ));
+    let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone());
+    tasks.spawn(replies.run(Arc::new(handling), producer, dead_letters, shutdown.clone()));
     let http_addr = service::serve_http(
         &mut tasks,
         http_addr,

@@ -15,18 +15,16 @@ use std::{
 };
 
 use rdkafka::{
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    consumer::{BaseConsumer, CommitMode, Consumer},
     statistics::Statistics,
-    ClientContext, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
 };
 use storefront_runtime::{
-    metrics::Metrics, offsets::OffsetTracker, processor, trace, DeadLetters, KafkaSettings,
-    Readiness, Telemetry,
+    consume::{Commits, Driver, GroupContext, GroupListener, GroupOptions, StartAt},
+    HandlerError, Inbound, KafkaSettings, Outbound, Readiness, RecordHandler, Telemetry,
 };
 use storefront_schemas::PageCompleted;
-use tokio::sync::{oneshot, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tokio::sync::oneshot;
 
 use crate::{expiring::ExpiringMap, page::result_of, progress::Progress, webhooks::Webhooks};
 
@@ -52,31 +50,25 @@ impl OwnedPartitions {
 }
 
 /// Tracks which reply partitions the group gave this gateway.
-pub struct ReplyContext {
+struct ReplyPartitions {
     owned: OwnedPartitions,
     topic: String,
     readiness: Readiness,
-    metrics: Metrics,
 }
 
-impl ClientContext for ReplyContext {
-    fn stats(&self, statistics: Statistics) {
-        self.on_statistics(&statistics);
-        self.metrics.record_consumer_lag(&statistics);
-    }
-}
-
-impl ConsumerContext for ReplyContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            tracing::info!(
-                assigned = assigned.count(),
-                "reply partitions assigned; waiting for their fetch positions"
-            );
-            if let Err(error) = commit_start_positions(consumer, assigned) {
-                tracing::warn!(%error, "could not commit the start of new reply partitions");
-            }
+impl GroupListener for ReplyPartitions {
+    fn assigned(&self, consumer: &BaseConsumer<GroupContext>, assigned: &TopicPartitionList) {
+        tracing::info!(
+            assigned = assigned.count(),
+            "reply partitions assigned; waiting for their fetch positions"
+        );
+        if let Err(error) = commit_start_positions(consumer, assigned) {
+            tracing::warn!(%error, "could not commit the start of new reply partitions");
         }
+    }
+
+    fn statistics(&self, statistics: &Statistics) {
+        self.on_statistics(statistics);
     }
 }
 
@@ -85,7 +77,7 @@ impl ConsumerContext for ReplyContext {
 /// from there, not from `latest` at its own assignment: a reply written in
 /// between, and its callback, would be skipped.
 fn commit_start_positions(
-    consumer: &BaseConsumer<ReplyContext>,
+    consumer: &BaseConsumer<GroupContext>,
     assigned: &TopicPartitionList,
 ) -> rdkafka::error::KafkaResult<()> {
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,7 +101,7 @@ fn commit_start_positions(
     Ok(())
 }
 
-impl ReplyContext {
+impl ReplyPartitions {
     /// The partitions whose fetcher is active, i.e. whose start offset is
     /// known: a reply written there from now on will be read. Naming a
     /// partition before that could lose the reply to `auto.offset.reset=latest`.
@@ -197,147 +189,82 @@ impl Waiting {
 /// asynchronous, or its gateway died), kept for status lookups.
 pub type Results = Arc<ExpiringMap<String, Progress>>;
 
-/// Creates the reply consumer; partitions arrive with the first rebalance.
-pub fn subscribe(
+/// Callback deliveries and replies in progress at once; more wait (and
+/// hold back the commit of their partition).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Joins the group of gateways on the reply topic; partitions arrive with
+/// the first rebalance, and a reply is only useful to the request waiting
+/// now, so a partition new to the group is read from its end.
+pub fn reply_driver(
     settings: &KafkaSettings,
+    telemetry: &Telemetry,
     owned: OwnedPartitions,
     readiness: Readiness,
-    metrics: Metrics,
-) -> storefront_runtime::Result<StreamConsumer<ReplyContext>> {
+) -> storefront_runtime::Result<Driver> {
     let topic = settings.topics().page_completed;
-    let consumer: StreamConsumer<ReplyContext> = settings
-        .client_config("gateway")
-        .set("group.id", settings.group("gateway-replies"))
-        // A reply is only useful to the request waiting now.
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "true")
-        // Stored only once a reply is handled (its callback delivered).
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
-        .set("session.timeout.ms", processor::SESSION_TIMEOUT_MS)
-        .set("heartbeat.interval.ms", processor::HEARTBEAT_INTERVAL_MS)
-        .set("statistics.interval.ms", "100")
-        .create_with_context(ReplyContext {
-            owned,
-            topic: topic.clone(),
-            readiness,
-            metrics,
-        })
-        .map_err(|source| storefront_runtime::Error::Kafka {
-            action: "create the reply consumer",
-            source,
-        })?;
-    consumer
-        .subscribe(&[&topic])
-        .map_err(|source| storefront_runtime::Error::Kafka {
-            action: "subscribe to replies",
-            source,
-        })?;
-    Ok(consumer)
+    let options = GroupOptions {
+        group: "gateway-replies".to_owned(),
+        start: StartAt::Latest,
+        commits: Commits::Stored,
+        // Fetch states, read to know when a partition may be named.
+        statistics_interval_ms: 100,
+    };
+    let partitions = ReplyPartitions {
+        owned,
+        topic: topic.clone(),
+        readiness: readiness.clone(),
+    };
+    Driver::new(
+        settings,
+        telemetry,
+        &options,
+        &[&topic],
+        MAX_IN_FLIGHT,
+        readiness,
+        Some(Arc::new(partitions)),
+    )
 }
 
-/// What becomes of each reply.
+/// What becomes of each reply: handed to the requests waiting for it;
+/// kept in `results` if nobody waits; POSTed to its callback URL if it has
+/// one, its offset stored only once the delivery ended, so if this gateway
+/// dies the next owner of the partition delivers it.
 #[derive(Clone)]
 pub struct ReplyHandling {
     pub waiting: Waiting,
     pub results: Results,
     pub webhooks: Webhooks,
-    pub dead_letters: DeadLetters,
 }
 
-/// Callback deliveries in progress at once; more wait (and hold back the
-/// commit of their partition).
-const MAX_DELIVERIES: usize = 256;
-
-/// Delivers replies to waiting requests until `shutdown`, each under a
-/// `process` span that continues the aggregator's trace. A reply nobody
-/// waits for is kept in `results`. A reply with a callback URL is POSTed
-/// there; its offset is stored for commit only once the delivery ended, so
-/// if this gateway dies the next owner of the partition delivers it.
-pub async fn deliver_replies(
-    consumer: StreamConsumer<ReplyContext>,
-    handling: ReplyHandling,
-    shutdown: CancellationToken,
-) -> storefront_runtime::Result<()> {
-    let consumer = Arc::new(consumer);
-    let offsets = Arc::new(Mutex::new(OffsetTracker::default()));
-    let deliveries = Arc::new(Semaphore::new(MAX_DELIVERIES));
-    let telemetry: Telemetry = handling.dead_letters.telemetry().clone();
-    while let Some(mut record) = storefront_runtime::next_record(&consumer, &shutdown).await {
-        record.trace = telemetry.process_span(&record, storefront_schemas::now_ms());
-        let (topic, partition, offset) = (record.topic.clone(), record.partition, record.offset);
-        offsets
-            .lock()
-            .expect("offsets lock")
-            .begin(&topic, partition, offset);
-        let finish = {
-            let (consumer, offsets) = (consumer.clone(), offsets.clone());
-            move || {
-                offsets
-                    .lock()
-                    .expect("offsets lock")
-                    .finish_and_store(&consumer, &topic, partition, offset)
+impl RecordHandler for ReplyHandling {
+    async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let page = record
+            .decode::<PageCompleted>()
+            .map_err(|error| HandlerError::Invalid(error.to_string()))?;
+        let answered = self.waiting.deliver(&page);
+        let request_id = page.context.request_id.clone();
+        let now = storefront_schemas::now_ms;
+        match page.callback_url.clone() {
+            Some(url) => {
+                self.results.insert(
+                    request_id.clone(),
+                    Progress::from_page(page.clone(), None),
+                    now(),
+                );
+                let body = webhook_body(&page);
+                let report = self.webhooks.deliver(&page, &url, &body).await;
+                self.results
+                    .insert(request_id, Progress::from_page(page, Some(&report)), now());
             }
-        };
-        let outcome = match record.decode::<PageCompleted>() {
-            Ok(page) => {
-                let answered = handling.waiting.deliver(&page);
-                match page.callback_url.clone() {
-                    Some(url) => {
-                        handling.results.insert(
-                            page.context.request_id.clone(),
-                            Progress::from_page(page.clone(), None),
-                            storefront_schemas::now_ms(),
-                        );
-                        let (handling, deliveries) = (handling.clone(), deliveries.clone());
-                        let span = processor::log_span(&record);
-                        tokio::spawn(
-                            async move {
-                                let _permit = deliveries.acquire_owned().await;
-                                let body = webhook_body(&page);
-                                let report = handling.webhooks.deliver(&page, &url, &body).await;
-                                let request_id = page.context.request_id.clone();
-                                handling.results.insert(
-                                    request_id,
-                                    Progress::from_page(page, Some(&report)),
-                                    storefront_schemas::now_ms(),
-                                );
-                                finish();
-                            }
-                            .instrument(span),
-                        );
-                    }
-                    None => {
-                        if !answered {
-                            handling.results.insert(
-                                page.context.request_id.clone(),
-                                Progress::from_page(page, None),
-                                storefront_schemas::now_ms(),
-                            );
-                        }
-                        finish();
-                    }
-                }
-                None
+            None if !answered => {
+                self.results
+                    .insert(request_id, Progress::from_page(page, None), now());
             }
-            Err(error) => {
-                let reason = error.to_string();
-                let dead_lettered = handling
-                    .dead_letters
-                    .send(&record, &reason)
-                    .instrument(processor::log_span(&record))
-                    .await;
-                match dead_lettered {
-                    Ok(()) => finish(),
-                    Err(error) => tracing::error!(%error, "could not dead-letter a reply"),
-                }
-                Some(reason)
-            }
-        };
-        trace::end(&record.trace, outcome.as_deref());
+            None => {}
+        }
+        Ok(Vec::new())
     }
-    processor::commit_and_close(consumer).await;
-    Ok(())
 }
 
 /// What a callback receives: the result as the result endpoint gives it,

@@ -1,9 +1,11 @@
 //! The Kafka plumbing every storefront service shares: typed settings, topic
 //! names and creation, an idempotent producer that stamps the standard
-//! headers, an at-least-once consumer loop with dead-lettering, readers that
-//! fold reference topics into read models, health endpoints, traces,
-//! metrics and logs, and shutdown.
+//! headers, one consume driver (order per key, at-least-once,
+//! dead-lettering, drain on revoke), readers that fold reference topics
+//! into read models, health endpoints, traces, metrics and logs, and
+//! shutdown.
 
+pub mod consume;
 pub mod dead_letter;
 pub mod headers;
 pub mod health;
@@ -11,7 +13,6 @@ pub mod logs;
 pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
-pub mod processor;
 pub mod producer;
 pub mod reference;
 pub mod service;
@@ -27,12 +28,12 @@ pub mod watermarks;
 mod error;
 mod inbound;
 
+pub use consume::{HandlerError, RecordHandler};
 pub use dead_letter::DeadLetters;
 pub use error::{Error, Result};
 pub use headers::EventHeaders;
 pub use health::Readiness;
 pub use inbound::{next_record, Inbound};
-pub use processor::{HandlerError, Processor, RecordHandler};
 pub use producer::{EventProducer, Outbound};
 pub use reference::ReferenceReader;
 pub use service::RunningService;

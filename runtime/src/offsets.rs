@@ -43,24 +43,6 @@ impl OffsetTracker {
         Some(safe)
     }
 
-    /// Finishes a record and stores, for the consumer's next commit, the
-    /// offset that is now safe. A partition revoked meanwhile is skipped: its
-    /// new owner redelivers what was not committed.
-    pub fn finish_and_store<C: rdkafka::consumer::ConsumerContext>(
-        &mut self,
-        consumer: &rdkafka::consumer::StreamConsumer<C>,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) {
-        use rdkafka::consumer::Consumer;
-        if let Some(safe) = self.finish(topic, partition, offset) {
-            if let Err(error) = consumer.store_offset(topic, partition, safe) {
-                tracing::debug!(%error, topic, partition, "offset not stored (partition revoked?)");
-            }
-        }
-    }
-
     /// Forgets the partitions `keep` refuses (they were revoked: their
     /// new owner redelivers what was not committed).
     pub fn retain_partitions(&mut self, keep: impl Fn(&str, i32) -> bool) {

@@ -100,6 +100,7 @@ pub struct StreamService<H, A> {
     pub reference_topics: Vec<String>,
     pub apply_reference: A,
     pub handler: std::sync::Arc<H>,
+    /// Records taken and not yet done, at most (each key's run in order).
     pub max_in_flight: usize,
     pub telemetry: Telemetry,
 }
@@ -159,7 +160,7 @@ where
     A: FnMut(&crate::Inbound) -> std::result::Result<(), String> + Send + 'static,
 {
     /// Creates missing topics, then starts the reference reader, the
-    /// consumer loop and the health endpoints. Ready once the producer is
+    /// consume driver and the health endpoints. Ready once the producer is
     /// warm, partitions are assigned and reference data is loaded.
     pub async fn start(
         self,
@@ -169,7 +170,7 @@ where
         crate::topics::ensure_topics(settings).await?;
         let readiness = Readiness::new(&[
             PRODUCER_WARM,
-            crate::processor::PARTITIONS_ASSIGNED,
+            crate::consume::PARTITIONS_ASSIGNED,
             crate::reference::REFERENCE_LOADED,
         ]);
         let producer = crate::EventProducer::new(settings, &self.telemetry)?;
@@ -183,31 +184,30 @@ where
             service: self.name,
             topics: self.reference_topics,
         };
-        let (reader_settings, ready, stop) =
-            (settings.clone(), readiness.clone(), shutdown.clone());
+        let (reader_settings, reader_dead_letters, ready, stop) = (
+            settings.clone(),
+            dead_letters.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        );
         let apply = self.apply_reference;
         tasks.spawn(async move {
             reader
-                .run(&reader_settings, apply, dead_letters, ready, stop)
+                .run(&reader_settings, apply, reader_dead_letters, ready, stop)
                 .await
         });
 
-        let processor = crate::Processor {
-            service: self.name,
-            topics: self.inputs,
-            max_in_flight: self.max_in_flight,
-        };
-        let (processor_settings, ready, stop, handler) = (
-            settings.clone(),
+        let inputs: Vec<&str> = self.inputs.iter().map(String::as_str).collect();
+        let driver = crate::consume::Driver::new(
+            settings,
+            &self.telemetry,
+            &crate::consume::GroupOptions::at_least_once(self.name),
+            &inputs,
+            self.max_in_flight,
             readiness.clone(),
-            shutdown.clone(),
-            self.handler,
-        );
-        tasks.spawn(async move {
-            processor
-                .run(&processor_settings, producer, handler, ready, stop)
-                .await
-        });
+            None,
+        )?;
+        tasks.spawn(driver.run(self.handler, producer, dead_letters, shutdown.clone()));
 
         let router = crate::health::router(readiness.clone());
         let http_addr = serve_http(

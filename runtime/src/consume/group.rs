@@ -1,0 +1,208 @@
+//! Group consumers, built in one place: the settings every consumer of the
+//! request path shares, and the context that marks readiness, reports lag
+//! and tells listeners of partitions changing hands.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
+    statistics::Statistics,
+    ClientContext, TopicPartitionList,
+};
+
+use crate::{error::KafkaContext, metrics::Metrics, KafkaSettings, Readiness, Result, Telemetry};
+
+/// The readiness condition a group consumer meets once it owns partitions.
+pub const PARTITIONS_ASSIGNED: &str = "partitions assigned";
+
+/// How long a group waits for a member that stopped heartbeating (killed,
+/// frozen) before giving its partitions to the others: also how long a
+/// restarted member waits for its old self's partitions. librdkafka's
+/// default is 45 s.
+pub const SESSION_TIMEOUT_MS: &str = "10000";
+pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
+
+/// Records librdkafka prefetches per consumer, at most (librdkafka: 64 MiB).
+pub const QUEUED_MAX_KBYTES: &str = "8192";
+
+/// Where a group starts reading a partition it has no committed offset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Every record still kept: nothing written before the group existed is skipped.
+    Earliest,
+    /// Only what is written from now on (replies to requests waiting now).
+    Latest,
+}
+
+/// Who commits the group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commits {
+    /// The consumer, every second, up to the offsets stored once handled.
+    Stored,
+    /// A transactional producer, with the output they caused; the consumer
+    /// reads only committed records and commits nothing itself.
+    InTransactions,
+}
+
+/// What differs between the group consumers of the storefront.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// The group's name, without the namespace prefix.
+    pub group: String,
+    pub start: StartAt,
+    pub commits: Commits,
+    /// How often librdkafka reports statistics (lag, fetch states).
+    pub statistics_interval_ms: u32,
+}
+
+impl GroupOptions {
+    /// At-least-once from the earliest record, offsets stored once handled.
+    pub fn at_least_once(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            start: StartAt::Earliest,
+            commits: Commits::Stored,
+            statistics_interval_ms: crate::metrics::STATISTICS_INTERVAL_MS
+                .parse()
+                .expect("a number"),
+        }
+    }
+}
+
+/// Told of partitions changing hands, from the consumer's own thread: a
+/// rebalance does not go on until these return. Also given librdkafka's
+/// statistics.
+pub trait GroupListener: Send + Sync + 'static {
+    /// Before `partitions` are taken away (handed over, or lost with the
+    /// membership): the last moment this member may write or commit for them.
+    fn revoking(&self, _consumer: &BaseConsumer<GroupContext>, _partitions: &TopicPartitionList) {}
+    /// After `partitions` were given to this member.
+    fn assigned(&self, _consumer: &BaseConsumer<GroupContext>, _partitions: &TopicPartitionList) {}
+    /// librdkafka's statistics, every `statistics_interval_ms`.
+    fn statistics(&self, _statistics: &Statistics) {}
+}
+
+/// Marks [`PARTITIONS_ASSIGNED`] at the first assignment, reports consumer
+/// lag, and tells its listeners, in order.
+pub struct GroupContext {
+    readiness: Readiness,
+    service: &'static str,
+    metrics: Metrics,
+    assignments: AtomicU64,
+    listeners: Vec<Arc<dyn GroupListener>>,
+}
+
+impl GroupContext {
+    /// How many times partitions were assigned: a consumer that keeps state
+    /// per partition reloads it when this changes.
+    pub fn assignment_generation(&self) -> u64 {
+        self.assignments.load(Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.record_consumer_lag(&statistics);
+        for listener in &self.listeners {
+            listener.statistics(&statistics);
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            for listener in &self.listeners {
+                listener.revoking(consumer, partitions);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                for listener in &self.listeners {
+                    listener.assigned(consumer, partitions);
+                }
+                tracing::info!(
+                    service = self.service,
+                    assigned = partitions.count(),
+                    "partitions assigned"
+                );
+                self.assignments.fetch_add(1, Ordering::SeqCst);
+                self.readiness.done(PARTITIONS_ASSIGNED);
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(
+                    service = self.service,
+                    revoked = partitions.count(),
+                    "partitions revoked"
+                );
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(service = self.service, %error, "rebalance failed")
+            }
+        }
+    }
+}
+
+/// Builds a group consumer named and measured for `telemetry`'s service,
+/// subscribed to `topics`, telling `listeners` of rebalances.
+pub fn group_consumer(
+    settings: &KafkaSettings,
+    telemetry: &Telemetry,
+    options: &GroupOptions,
+    topics: &[&str],
+    readiness: Readiness,
+    listeners: Vec<Arc<dyn GroupListener>>,
+) -> Result<StreamConsumer<GroupContext>> {
+    use rdkafka::consumer::Consumer;
+    let service = telemetry.service();
+    let auto_commit = match options.commits {
+        Commits::Stored => "true",
+        Commits::InTransactions => "false",
+    };
+    let start = match options.start {
+        StartAt::Earliest => "earliest",
+        StartAt::Latest => "latest",
+    };
+    let consumer: StreamConsumer<GroupContext> = settings
+        .client_config(service)
+        .set("group.id", settings.group(&options.group))
+        .set("enable.auto.commit", auto_commit)
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", start)
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+        // Backpressure: the driver stops taking records at its bound, and
+        // librdkafka stops fetching once this much is queued.
+        .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES)
+        .set(
+            "statistics.interval.ms",
+            options.statistics_interval_ms.to_string(),
+        )
+        .create_with_context(GroupContext {
+            readiness,
+            service,
+            metrics: telemetry.metrics().clone(),
+            assignments: AtomicU64::new(0),
+            listeners,
+        })
+        .context("create a group consumer")?;
+    consumer.subscribe(topics).context("subscribe")?;
+    Ok(consumer)
+}
+
+/// The (topic, partition) pairs of a list.
+pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
