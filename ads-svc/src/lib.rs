@@ -91,10 +91,10 @@ pub struct AdsModel {
 }
 
 impl AdsModel {
-    /// Folds a record of the catalog topic (`catalog_topic`) or of the
+    /// Folds a record of the catalog or the
     /// orders topic; says why a record is bad.
-    pub fn apply(&mut self, record: &Inbound, catalog_topic: &str) -> Result<(), String> {
-        if let Some(new_order) = self.history.apply(record, catalog_topic)? {
+    pub fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
+        if let Some(new_order) = self.history.apply(record, topics)? {
             self.co_purchases.apply(&new_order);
         }
         Ok(())
@@ -158,11 +158,11 @@ pub async fn start(
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let model = Arc::new(Mutex::new(AdsModel::default()));
-    let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());
+    let (fold, reference_topics) = (model.clone(), topics.clone());
     let apply_reference = move |record: &Inbound| -> Result<(), String> {
         fold.lock()
             .expect("read model lock")
-            .apply(record, &catalog_topic)
+            .apply(record, &reference_topics)
     };
     let service = StreamService {
         name: "ads-svc",

@@ -38,9 +38,7 @@ use storefront_runtime::{
     DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness, RunningService,
     Telemetry, TelemetrySettings, Topics,
 };
-use storefront_schemas::{
-    now_ms, AdsSelected, HistoryFetched, Milestone, PageRequested, RequestContext, UserResolved,
-};
+use storefront_schemas::{now_ms, EventSet, Milestone, RequestEvent};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -398,39 +396,37 @@ impl Aggregator {
         let t = &self.topics;
         let now = now_ms();
         // Each part's milestone: when its service picked up the request.
-        let (context, part, picked_up): (RequestContext, Part, _) =
-            if record.topic == t.page_requested {
-                let e: PageRequested = record.decode().map_err(|e| e.to_string())?;
-                (
-                    e.context,
-                    Part::Requested {
-                        callback_url: e.callback_url,
-                    },
-                    (SERVICE, Some(now)),
-                )
-            } else if record.topic == t.user_resolved {
-                let e: UserResolved = record.decode().map_err(|e| e.to_string())?;
-                let part = Part::User {
+        let picked_up_by = |service| (service, record.headers.picked_up_at_ms);
+        let (context, part, picked_up) = match record.event::<RequestEvent>(t)? {
+            RequestEvent::PageRequested(e) => (
+                e.context,
+                Part::Requested {
+                    callback_url: e.callback_url,
+                },
+                (SERVICE, Some(now)),
+            ),
+            RequestEvent::UserResolved(e) => (
+                e.context,
+                Part::User {
                     status: e.status,
                     rejection: e.rejection,
                     user: e.user,
-                };
-                (
-                    e.context,
-                    part,
-                    ("user-svc", record.headers.picked_up_at_ms),
-                )
-            } else if record.topic == t.history_fetched {
-                let e: HistoryFetched = record.decode().map_err(|e| e.to_string())?;
-                let picked_up = ("history-svc", record.headers.picked_up_at_ms);
-                (e.context, Part::History(e.purchases), picked_up)
-            } else if record.topic == t.ads_selected {
-                let e: AdsSelected = record.decode().map_err(|e| e.to_string())?;
-                let picked_up = ("ads-svc", record.headers.picked_up_at_ms);
-                (e.context, Part::Ads(e.ads), picked_up)
-            } else {
-                return Err(format!("unexpected topic {}", record.topic));
-            };
+                },
+                picked_up_by("user-svc"),
+            ),
+            RequestEvent::HistoryFetched(e) => (
+                e.context,
+                Part::History(e.purchases),
+                picked_up_by("history-svc"),
+            ),
+            RequestEvent::AdsSelected(e) => (e.context, Part::Ads(e.ads), picked_up_by("ads-svc")),
+            other => {
+                return Err(format!(
+                    "{} is not an input of the aggregator",
+                    other.event_type()
+                ))
+            }
+        };
         let (service, at_ms) = picked_up;
         let arrival = Arrival {
             sent_by: trace::span_context(&record.trace),
@@ -446,7 +442,7 @@ impl Aggregator {
                 context.reply_topic, t.page_completed
             ));
         }
-        let budget = context.deadline_ms - context.requested_at_ms;
+        let budget = context.budget_ms();
         if !(0..=MAX_PAGE_BUDGET_MS).contains(&budget) {
             return Err(format!(
                 "deadline {budget} ms after the request is outside 0..={MAX_PAGE_BUDGET_MS}"

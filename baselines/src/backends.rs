@@ -135,13 +135,13 @@ impl Backend {
             }
             Role::History => {
                 let model = Arc::new(RwLock::new(PurchaseHistory::default()));
-                let (fold, catalog) = (model.clone(), topics.catalog.clone());
+                let (fold, t) = (model.clone(), topics.clone());
                 follow.spawn(
                     vec![topics.catalog.clone(), topics.orders.clone()],
                     move |record| {
                         fold.write()
                             .expect("read model lock")
-                            .apply(record, &catalog)
+                            .apply(record, &t)
                             .map(drop)
                     },
                 )?;
@@ -149,14 +149,10 @@ impl Backend {
             }
             Role::Ads => {
                 let model = Arc::new(Mutex::new(AdsModel::default()));
-                let (fold, catalog) = (model.clone(), topics.catalog.clone());
+                let (fold, t) = (model.clone(), topics.clone());
                 follow.spawn(
                     vec![topics.catalog.clone(), topics.orders.clone()],
-                    move |record| {
-                        fold.lock()
-                            .expect("read model lock")
-                            .apply(record, &catalog)
-                    },
+                    move |record| fold.lock().expect("read model lock").apply(record, &t),
                 )?;
                 Self::Ads(Ads {
                     model,

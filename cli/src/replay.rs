@@ -509,7 +509,7 @@ async fn drive(
                 }
             }
         }
-        let budget_ms = (recorded.context.deadline_ms - recorded.context.requested_at_ms).max(0);
+        let budget_ms = recorded.context.budget_ms().max(0);
         let mut request = recorded.clone();
         let now = now_ms();
         request.context.requested_at_ms = now;

@@ -17,11 +17,10 @@ use serde::Serialize;
 use storefront_runtime::{
     partitioner::partition_for_key,
     snapshot::{PartitionReader, Since, TopicPartition},
-    Inbound, KafkaSettings, Topics,
+    KafkaSettings, Topics,
 };
 use storefront_schemas::{
-    AdsSelected, CallbackOutcome, CallbackReported, Contract, HistoryFetched, PageCompleted,
-    PageRequested, PageStatus, RequestContext, UserResolved,
+    CallbackOutcome, CallbackReported, PageCompleted, PageStatus, RequestContext, RequestEvent,
 };
 use utoipa::ToSchema;
 
@@ -204,7 +203,8 @@ impl RequestLog {
                     None,
                     LOOKUP_DEADLINE,
                     |record| {
-                        if let Ok(request) = record.decode::<PageRequested>() {
+                        if let Ok(RequestEvent::PageRequested(request)) = record.event(&log.topics)
+                        {
                             if request.context.session_id == session_id
                                 && request.idempotency_key.as_deref() == Some(key.as_str())
                             {
@@ -294,21 +294,23 @@ impl RequestLog {
         reader
             .read(&session_topics, since, None, LOOKUP_DEADLINE, |record| {
                 let at = record.timestamp_ms.unwrap_or_default();
-                if record.topic == t.page_requested {
-                    if let Some(r) = decoded::<PageRequested>(&record).filter(|r| ours(&r.context))
-                    {
-                        request = Some(r);
-                    }
-                } else if record.topic == t.callback_reported {
-                    if let Some(r) =
-                        decoded::<CallbackReported>(&record).filter(|r| ours(&r.context))
-                    {
-                        report = Some(r);
-                    }
-                } else if let Some((context, part)) = part_of(&record, t) {
-                    if ours(&context) && !parts.iter().any(|(_, p)| *p == part) {
-                        parts.push((at, part));
-                    }
+                let Some(event) = record
+                    .event::<RequestEvent>(t)
+                    .ok()
+                    .filter(|e| ours(e.context()))
+                else {
+                    return;
+                };
+                let part = match event {
+                    RequestEvent::PageRequested(r) => return request = Some(r),
+                    RequestEvent::CallbackReported(r) => return report = Some(r),
+                    RequestEvent::UserResolved(_) => PartName::User,
+                    RequestEvent::HistoryFetched(_) => PartName::History,
+                    RequestEvent::AdsSelected(_) => PartName::Ads,
+                    RequestEvent::PageCompleted(_) => return,
+                };
+                if !parts.iter().any(|(_, p)| *p == part) {
+                    parts.push((at, part));
                 }
             })
             .map_err(unavailable)?;
@@ -324,9 +326,10 @@ impl RequestLog {
             )];
             reader
                 .read(&reply, since, None, LOOKUP_DEADLINE, |record| {
-                    if let Some(p) = decoded::<PageCompleted>(&record).filter(|p| ours(&p.context))
-                    {
-                        page = Some(p);
+                    if let Ok(RequestEvent::PageCompleted(p)) = record.event(t) {
+                        if ours(&p.context) {
+                            page = Some(p);
+                        }
                     }
                 })
                 .map_err(unavailable)?;
@@ -340,23 +343,6 @@ impl RequestLog {
                 .callback_url
                 .map(|url| CallbackState::of(url, report.as_ref())),
         }))
-    }
-}
-
-fn decoded<T: Contract>(record: &Inbound) -> Option<T> {
-    record.decode::<T>().ok()
-}
-
-/// The context and name of a part record (user, history or ads).
-fn part_of(record: &Inbound, topics: &Topics) -> Option<(RequestContext, PartName)> {
-    if record.topic == topics.user_resolved {
-        decoded::<UserResolved>(record).map(|e| (e.context, PartName::User))
-    } else if record.topic == topics.history_fetched {
-        decoded::<HistoryFetched>(record).map(|e| (e.context, PartName::History))
-    } else if record.topic == topics.ads_selected {
-        decoded::<AdsSelected>(record).map(|e| (e.context, PartName::Ads))
-    } else {
-        None
     }
 }
 

@@ -73,11 +73,11 @@ pub async fn start(
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let model = Arc::new(RwLock::new(PurchaseHistory::default()));
-    let (fold, catalog_topic) = (model.clone(), topics.catalog.clone());
+    let (fold, reference_topics) = (model.clone(), topics.clone());
     let apply_reference = move |record: &Inbound| -> Result<(), String> {
         fold.write()
             .expect("read model lock")
-            .apply(record, &catalog_topic)
+            .apply(record, &reference_topics)
             .map(drop)
     };
     let service = StreamService {

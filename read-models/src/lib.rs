@@ -4,9 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use storefront_runtime::{HandlerError, Inbound};
+use storefront_runtime::{HandlerError, Inbound, Topics};
 use storefront_schemas::{
-    now_ms, Order, Product, Purchase, RequestContext, Resolution, UserProfile, UserResolved,
+    now_ms, EventSet, Order, Product, Purchase, ReferenceRecord, RequestContext, Resolution,
+    UserProfile, UserResolved,
 };
 
 /// Every product by id.
@@ -135,20 +136,17 @@ pub struct PurchaseHistory {
 }
 
 impl PurchaseHistory {
-    /// Folds a record of the catalog topic (`catalog_topic`) or of the
-    /// orders topic. Returns the order if it was new, or why the record is bad.
-    pub fn apply(
-        &mut self,
-        record: &Inbound,
-        catalog_topic: &str,
-    ) -> Result<Option<Order>, String> {
-        if record.topic == catalog_topic {
-            self.catalog
-                .apply(record.decode::<Product>().map_err(|e| e.to_string())?);
-            return Ok(None);
+    /// Folds a record of the catalog or the orders topic of `topics`.
+    /// Returns the order if it was new, or why the record is bad.
+    pub fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<Option<Order>, String> {
+        match record.event::<ReferenceRecord>(topics)? {
+            ReferenceRecord::Product(product) => {
+                self.catalog.apply(product);
+                Ok(None)
+            }
+            ReferenceRecord::Order(order) => Ok(self.orders.apply(&order).then_some(order)),
+            other => Err(format!("{} is not read here", other.event_type())),
         }
-        let order = record.decode::<Order>().map_err(|e| e.to_string())?;
-        Ok(self.orders.apply(&order).then_some(order))
     }
 }
 
@@ -166,7 +164,7 @@ pub fn authenticated_user(
         (Resolution::Authenticated, Some(user)) => user,
         _ => return Ok(None),
     };
-    if context.deadline_ms < now_ms() {
+    if context.expired(now_ms()) {
         tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
         return Ok(None);
     }

@@ -2,9 +2,9 @@
 
 use opentelemetry::Context;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use storefront_schemas::{Contract, DecodeError};
+use storefront_schemas::{Contract, DecodeError, EventSet};
 
-use crate::EventHeaders;
+use crate::{EventHeaders, Topics};
 
 /// A record taken off a topic, owned so it can cross tasks.
 #[derive(Debug, Clone)]
@@ -50,6 +50,23 @@ impl Inbound {
     /// Decodes the payload as `T`; an absent payload is an error too.
     pub fn decode<T: Contract>(&self) -> Result<T, DecodeError> {
         storefront_schemas::decode(self.payload.as_deref().unwrap_or_default())
+    }
+
+    /// Decodes the payload by the schema that wrote it into one of `E`'s
+    /// events, which must be the contract `topics` says this topic carries;
+    /// says why not (the reason a dead letter gives).
+    pub fn event<E: EventSet>(&self, topics: &Topics) -> Result<E, String> {
+        let event =
+            E::decode(self.payload.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+        match topics.contract_of(&self.topic) {
+            Some(carried) if carried == event.event_type() => Ok(event),
+            carried => Err(format!(
+                "a {} record on {}, which carries {}",
+                event.event_type(),
+                self.topic,
+                carried.unwrap_or("no contract of this service")
+            )),
+        }
     }
 
     /// A header's value as text, as sent.

@@ -69,6 +69,29 @@ impl Topics {
         ]
     }
 
+    /// The `event-type` of the one contract `topic` carries (the schema
+    /// every record on it is written with); `None` for the dead letters,
+    /// which carry records of any, and for a topic of another prefix.
+    pub fn contract_of(&self, topic: &str) -> Option<&'static str> {
+        let carried = [
+            (&self.page_requested, "page.requested"),
+            (&self.user_resolved, "user.resolved"),
+            (&self.history_fetched, "history.fetched"),
+            (&self.ads_selected, "ads.selected"),
+            (&self.page_completed, "page.completed"),
+            (&self.callback_reported, "callback.reported"),
+            (&self.customers, "customer"),
+            (&self.credentials, "credential"),
+            (&self.catalog, "product"),
+            (&self.orders, "order"),
+            (&self.sessions, "session"),
+        ];
+        carried
+            .into_iter()
+            .find(|(name, _)| name.as_str() == topic)
+            .map(|(_, event_type)| event_type)
+    }
+
     /// Every topic.
     pub fn all(&self) -> Vec<&str> {
         let mut all = self.request_path().to_vec();

@@ -42,6 +42,11 @@ pub enum DecodeError {
     },
     #[error("{size} bytes is more than the {max} a record may have")]
     TooLarge { size: usize, max: usize },
+    #[error("written with schema fingerprint {found}, which is none of the {expected}")]
+    NotAMember {
+        expected: &'static str,
+        found: String,
+    },
     #[error("{count} bytes left over after the {event_type} datum")]
     TrailingBytes {
         event_type: &'static str,
@@ -256,4 +261,29 @@ pub fn decode<T: Contract>(bytes: &[u8]) -> Result<T, DecodeError> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `bytes` were written with `T`'s schema, current or earlier.
+pub(crate) fn written_with<T: Contract>(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN
+        && std::iter::once(T::compiled())
+            .chain(T::previous())
+            .any(|c| bytes[..HEADER_LEN] == c.header)
+}
+
+/// Why `bytes` were written with none of the schemas of `expected`.
+pub(crate) fn not_a_member(bytes: &[u8], expected: &'static str) -> DecodeError {
+    if bytes.len() > MAX_ENCODED_BYTES {
+        DecodeError::TooLarge {
+            size: bytes.len(),
+            max: MAX_ENCODED_BYTES,
+        }
+    } else if bytes.len() < HEADER_LEN || bytes[..2] != SINGLE_OBJECT_MAGIC {
+        DecodeError::NotSingleObject
+    } else {
+        DecodeError::NotAMember {
+            expected,
+            found: hex(&bytes[2..HEADER_LEN]),
+        }
+    }
 }

@@ -14,6 +14,24 @@ pub struct RequestContext {
     pub reply_partition: i32,
 }
 
+impl RequestContext {
+    /// Whether the request's deadline has passed at `now_ms`: nobody waits
+    /// for its answer any more.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.deadline_ms < now_ms
+    }
+
+    /// How long is left until the deadline at `now_ms` (zero once passed).
+    pub fn remaining(&self, now_ms: i64) -> std::time::Duration {
+        std::time::Duration::from_millis((self.deadline_ms - now_ms).max(0) as u64)
+    }
+
+    /// The time the request gave itself, from its start to its deadline.
+    pub fn budget_ms(&self) -> i64 {
+        self.deadline_ms - self.requested_at_ms
+    }
+}
+
 /// Credentials of a login, the password sealed so only user-svc can open it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "login_attempt")]

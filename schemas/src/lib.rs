@@ -7,6 +7,7 @@ mod codec;
 mod events;
 mod ids;
 mod reference;
+mod sets;
 
 pub use codec::{
     contracts, decode, encode, CompiledSchema, Contract, ContractInfo, DecodeError,
@@ -19,6 +20,7 @@ pub use events::{
 };
 pub use ids::{CustomerId, IdError, ProductId, RequestId, SessionId};
 pub use reference::{Credential, Customer, Order, Product, Session};
+pub use sets::{EventSet, ReferenceRecord, RequestEvent};
 
 /// Milliseconds since the Unix epoch, the time unit of every event.
 pub fn now_ms() -> i64 {

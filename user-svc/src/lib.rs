@@ -17,8 +17,8 @@ use storefront_runtime::{
     RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
-    now_ms, Credential, Customer, PageRequested, RequestId, Resolution, Session, SessionId,
-    UserProfile, UserResolved,
+    now_ms, Credential, Customer, EventSet, PageRequested, ReferenceRecord, RequestId, Resolution,
+    Session, SessionId, UserProfile, UserResolved,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -64,15 +64,17 @@ impl Directory {
     /// Folds a record of the credentials, customers or sessions topic of
     /// `topics`; says why a record is bad.
     pub fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
-        if record.topic == topics.credentials {
-            let c: Credential = record.decode().map_err(|e| e.to_string())?;
-            self.credentials.insert(c.username.clone(), c);
-        } else if record.topic == topics.customers {
-            let c: Customer = record.decode().map_err(|e| e.to_string())?;
-            self.customers.insert(c.customer_id.clone(), c);
-        } else {
-            let s: Session = record.decode().map_err(|e| e.to_string())?;
-            self.sessions.insert(s.session_id.clone(), s);
+        match record.event::<ReferenceRecord>(topics)? {
+            ReferenceRecord::Credential(c) => {
+                self.credentials.insert(c.username.clone(), c);
+            }
+            ReferenceRecord::Customer(c) => {
+                self.customers.insert(c.customer_id.clone(), c);
+            }
+            ReferenceRecord::Session(s) => {
+                self.sessions.insert(s.session_id.clone(), s);
+            }
+            other => return Err(format!("{} is not read by user-svc", other.event_type())),
         }
         Ok(())
     }
@@ -184,7 +186,7 @@ impl RecordHandler for Authenticator {
         RequestId::parse(&context.request_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
         SessionId::parse(&context.session_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let now = now_ms();
-        if context.deadline_ms < now {
+        if context.expired(now) {
             tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
             return Ok(vec![]);
         }
