@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, time::Duration};
 use anyhow::{bail, Context};
 use serde::Serialize;
 use storefront_runtime::{
-    partitioner::partition_for_key,
+    locator::{Locator, CLOCK_SKEW_MS},
     snapshot::{PartitionReader, Since, TopicPartition},
     KafkaSettings,
 };
@@ -20,8 +20,6 @@ use crate::{
     when::format_time,
 };
 
-/// How far before an ID's own time its first record may be stamped (clock skew).
-const SKEW_MS: i64 = 5_000;
 /// How long after an ID's time its first `page.requested` is looked for.
 const FIND_WINDOW_MS: i64 = 60_000;
 /// A request's trace ends this long after it began unless `--until` says
@@ -97,25 +95,23 @@ pub fn trace(
     let uuid = SessionId::parse(id).context("expected a request or session ID")?;
     let id = uuid.to_string();
     let created_ms = uuid.created_at_ms();
-    let Some(origin_ms) = created_ms.map(|ms| ms - SKEW_MS).or(since) else {
+    let Some(origin_ms) = created_ms.map(|ms| ms - CLOCK_SKEW_MS).or(since) else {
         bail!("{id} carries no time (not a UUIDv7): say where to look with --since");
     };
     let topics = kafka.topics();
     let reader = PartitionReader::new(kafka, "storefront-trace")?;
     let all_requested = reader.partitions_of(&topics.page_requested)?;
-    let partitions = all_requested.len() as i32;
-    if partitions == 0 {
+    if all_requested.is_empty() {
         bail!("there is no topic {}", topics.page_requested);
     }
+    let locator = Locator::discover(&reader, topics.clone())?;
+    let partitions = locator.partitions();
 
     // 1. What the ID is: a session's first request is keyed by it, in the
     //    partition its hash names; else a request carries it in a header,
     //    in any partition.
-    let find_until = origin_ms + FIND_WINDOW_MS + SKEW_MS;
-    let own = TopicPartition::new(
-        &topics.page_requested,
-        partition_for_key(id.as_bytes(), partitions),
-    );
+    let find_until = origin_ms + FIND_WINDOW_MS + CLOCK_SKEW_MS;
+    let own = TopicPartition::new(&topics.page_requested, locator.partition_of(&id));
     let mut subject = None;
     reader.read(
         std::slice::from_ref(&own),
@@ -172,7 +168,7 @@ pub fn trace(
         (Subject::Request { .. }, Some(created)) => created + REQUEST_SPAN_MS,
         _ => now_ms(),
     });
-    let partition = partition_for_key(subject.session_id().as_bytes(), partitions);
+    let partition = locator.partition_of(subject.session_id());
     let decoder = Decoder::new();
     let mut records = Vec::new();
     let mut reply_partitions = BTreeSet::new();
@@ -192,21 +188,17 @@ pub fn trace(
             }
         },
     )?;
-    let mut rest: Vec<TopicPartition> = [
-        &topics.user_resolved,
-        &topics.history_fetched,
-        &topics.ads_selected,
-        &topics.callback_reported,
-        &topics.sessions,
-    ]
-    .into_iter()
-    .map(|topic| TopicPartition::new(topic.as_str(), partition))
-    .collect();
-    rest.extend(
-        reply_partitions
-            .iter()
-            .map(|p| TopicPartition::new(&topics.page_completed, *p)),
+    let mut rest = locator.session_partitions(
+        subject.session_id(),
+        [
+            &topics.user_resolved,
+            &topics.history_fetched,
+            &topics.ads_selected,
+            &topics.callback_reported,
+            &topics.sessions,
+        ],
     );
+    rest.extend(locator.replies(reply_partitions));
     rest.push(TopicPartition::new(&topics.dead_letters, 0));
     reader.read(
         &rest,

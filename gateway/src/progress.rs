@@ -15,8 +15,8 @@ use std::{
 
 use serde::Serialize;
 use storefront_runtime::{
-    partitioner::partition_for_key,
-    snapshot::{PartitionReader, Since, TopicPartition},
+    locator::Locator,
+    snapshot::{PartitionReader, Since},
     KafkaSettings, Topics,
 };
 use storefront_schemas::{
@@ -26,9 +26,6 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
-/// How far a request record's timestamp may precede its id's (clocks of
-/// two gateways, producer batching).
-const CLOCK_SKEW_MS: i64 = 5_000;
 /// How long one lookup may take before the gateway gives up with 503.
 const LOOKUP_DEADLINE: Duration = Duration::from_secs(10);
 /// Readers kept between lookups.
@@ -154,9 +151,7 @@ pub struct RequestLog {
     settings: KafkaSettings,
     topics: Topics,
     readers: Arc<Mutex<Vec<PartitionReader>>>,
-    /// Partitions of the request-path topics, read once: the topics are
-    /// co-partitioned and a change of count would remap every session anyway.
-    partitions: Arc<OnceLock<i32>>,
+    locator: Arc<OnceLock<Locator>>,
 }
 
 impl RequestLog {
@@ -165,7 +160,7 @@ impl RequestLog {
             topics: settings.topics(),
             settings: settings.clone(),
             readers: Arc::default(),
-            partitions: Arc::default(),
+            locator: Arc::default(),
         }
     }
 
@@ -194,11 +189,13 @@ impl RequestLog {
     ) -> Result<Option<RequestContext>, ApiError> {
         let (session_id, key) = (session_id.to_owned(), idempotency_key.to_owned());
         self.with_reader(move |log, reader| {
-            let partition = log.session_partition(reader, &session_id)?;
+            let requests = log
+                .locator(reader)?
+                .session_partitions(&session_id, [&log.topics.page_requested]);
             let mut found = None;
             reader
                 .read(
-                    &[TopicPartition::new(&log.topics.page_requested, partition)],
+                    &requests,
                     Since::Timestamp(since_ms),
                     None,
                     LOOKUP_DEADLINE,
@@ -244,27 +241,15 @@ impl RequestLog {
         .map_err(|e| ApiError::Internal(format!("lookup task failed: {e}")))?
     }
 
-    fn session_partition(
-        &self,
-        reader: &PartitionReader,
-        session_id: &str,
-    ) -> Result<i32, ApiError> {
-        let partitions = match self.partitions.get() {
-            Some(count) => *count,
-            None => {
-                let count = reader
-                    .partitions_of(&self.topics.page_requested)
-                    .map_err(unavailable)?
-                    .len() as i32;
-                if count == 0 {
-                    return Err(unavailable(storefront_runtime::Error::TimedOut(
-                        "the partitions of page.requested",
-                    )));
-                }
-                *self.partitions.get_or_init(|| count)
-            }
-        };
-        Ok(partition_for_key(session_id.as_bytes(), partitions))
+    /// Where a session's records are; the partition count is read once:
+    /// the topics are co-partitioned and a change of count would remap
+    /// every session anyway.
+    fn locator(&self, reader: &PartitionReader) -> Result<&Locator, ApiError> {
+        if let Some(locator) = self.locator.get() {
+            return Ok(locator);
+        }
+        let found = Locator::discover(reader, self.topics.clone()).map_err(unavailable)?;
+        Ok(self.locator.get_or_init(|| found))
     }
 
     fn find_blocking(
@@ -274,17 +259,10 @@ impl RequestLog {
         request_id: &str,
         created_ms: i64,
     ) -> Result<Option<Progress>, ApiError> {
-        let partition = self.session_partition(reader, session_id)?;
+        let locator = self.locator(reader)?;
         let t = &self.topics;
-        let session_topics = [
-            &t.page_requested,
-            &t.user_resolved,
-            &t.history_fetched,
-            &t.ads_selected,
-            &t.callback_reported,
-        ]
-        .map(|topic| TopicPartition::new(topic.as_str(), partition));
-        let since = Since::Timestamp(created_ms - CLOCK_SKEW_MS);
+        let session_topics = locator.request_records(session_id);
+        let since = Locator::since_created(created_ms);
         let mut request = None;
         let mut parts: Vec<(i64, PartName)> = Vec::new();
         let mut report = None;
@@ -320,10 +298,7 @@ impl RequestLog {
         let context = request.context;
         let mut page = None;
         if context.reply_topic == t.page_completed {
-            let reply = [TopicPartition::new(
-                &t.page_completed,
-                context.reply_partition,
-            )];
+            let reply = locator.replies([context.reply_partition]);
             reader
                 .read(&reply, since, None, LOOKUP_DEADLINE, |record| {
                     if let Ok(RequestEvent::PageCompleted(p)) = record.event(t) {

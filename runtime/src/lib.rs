@@ -9,6 +9,7 @@ pub mod consume;
 pub mod dead_letter;
 pub mod headers;
 pub mod health;
+pub mod locator;
 pub mod logs;
 pub mod metrics;
 pub mod offsets;
