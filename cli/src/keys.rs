@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::Path};
 
 use anyhow::Context;
 use gateway::{cookies::CookieKey, webhooks::WebhookSecret};
-use user_svc::UnsealKey;
+use storefront_schemas::UnsealKey;
 
 pub const SECRET_KEY_VAR: &str = "STOREFRONT_USER_SVC_SECRET_KEY";
 pub const PUBLIC_KEY_VAR: &str = "STOREFRONT_USER_SVC_PUBLIC_KEY";

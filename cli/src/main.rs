@@ -286,9 +286,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let keys_file = data_dir.join("keys.env");
             let unseal_key = match user_svc_secret_key {
-                Some(key) => user_svc::UnsealKey::parse(&key)?,
+                Some(key) => storefront_schemas::UnsealKey::parse(&key)?,
                 None if keys_file.exists() => keys::load_or_create(&keys_file)?.unseal,
-                None if plan.logins == 0 => user_svc::UnsealKey::generate(),
+                None if plan.logins == 0 => storefront_schemas::UnsealKey::generate(),
                 None => anyhow::bail!(
                     "the range holds logins: give user-svc's key ({}, or a keys.env in --data-dir)",
                     keys::SECRET_KEY_VAR

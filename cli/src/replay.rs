@@ -31,8 +31,8 @@ use storefront_runtime::{
     topics::ensure_topics,
     EventProducer, Inbound, KafkaSettings, Outbound, Telemetry, Topics,
 };
+use storefront_schemas::UnsealKey;
 use storefront_schemas::{now_ms, PageCompleted, PageRequested};
-use user_svc::UnsealKey;
 
 use crate::{
     stack::{Service, StackConfig},

@@ -5,8 +5,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use gateway::{cookies::CookieKey, webhooks::CallbackSettings};
 use storefront_runtime::{KafkaSettings, RunningService, TelemetrySettings};
+use storefront_schemas::UnsealKey;
 use tokio_util::sync::CancellationToken;
-use user_svc::UnsealKey;
 
 /// The storefront's services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,12 +38,11 @@ use storefront_runtime::{
 };
 use storefront_schemas::{
     now_ms, LoginAttempt, Milestone, PageCompleted, PageRequested, PageStatus, RequestContext,
-    RequestId, SessionId,
+    RequestId, SealKey, SessionId,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use user_svc::SealKey;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -736,7 +735,7 @@ mod tests {
         let kafka = KafkaSettings::new("127.0.0.1:9");
         let mut settings = Settings::new(
             kafka.clone(),
-            user_svc::UnsealKey::generate().seal_key(),
+            storefront_schemas::UnsealKey::generate().seal_key(),
             CookieKey::generate(),
         );
         settings.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));

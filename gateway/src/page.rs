@@ -130,7 +130,8 @@ pub fn result_of(
             return (StatusCode::OK, body);
         }
         PageStatus::Rejected
-            if page.rejection.as_deref() == Some(user_svc::rejection::INVALID_CREDENTIALS) =>
+            if page.rejection.as_deref()
+                == Some(storefront_schemas::rejection::INVALID_CREDENTIALS) =>
         {
             ApiError::InvalidCredentials
         }

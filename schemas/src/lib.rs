@@ -7,6 +7,7 @@ mod codec;
 mod events;
 mod ids;
 mod reference;
+mod sealed;
 mod sets;
 
 pub use codec::{
@@ -20,7 +21,18 @@ pub use events::{
 };
 pub use ids::{CustomerId, IdError, ProductId, RequestId, SessionId};
 pub use reference::{Credential, Customer, Order, Product, Session};
+pub use sealed::{KeyError, SealKey, UnsealKey};
 pub use sets::{EventSet, ReferenceRecord, RequestEvent};
+
+/// Why a request was not authenticated: the `rejection` of `user.resolved`
+/// and of the page, as clients and analytics read it.
+pub mod rejection {
+    pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
+    pub const UNKNOWN_SESSION: &str = "unknown_session";
+    pub const EXPIRED_SESSION: &str = "expired_session";
+    /// The answer to a logout: the session is closed.
+    pub const LOGGED_OUT: &str = "logged_out";
+}
 
 /// Milliseconds since the Unix epoch, the time unit of every event.
 pub fn now_ms() -> i64 {

@@ -3,7 +3,6 @@
 //! `credentials` topic, or an open session from the `sessions` topic),
 //! opens a session at login, closes it at logout, and emits `user.resolved`.
 
-pub mod keys;
 pub mod passwords;
 
 use std::{
@@ -17,21 +16,10 @@ use storefront_runtime::{
     RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
-    now_ms, Credential, Customer, EventSet, PageRequested, ReferenceRecord, RequestId, Resolution,
-    Session, SessionId, UserProfile, UserResolved,
+    now_ms, rejection, Credential, Customer, EventSet, PageRequested, ReferenceRecord, RequestId,
+    Resolution, Session, SessionId, UnsealKey, UserProfile, UserResolved,
 };
 use tokio_util::sync::CancellationToken;
-
-pub use keys::{SealKey, UnsealKey};
-
-/// Why a request was not authenticated (the `rejection` of `user.resolved`).
-pub mod rejection {
-    pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
-    pub const UNKNOWN_SESSION: &str = "unknown_session";
-    pub const EXPIRED_SESSION: &str = "expired_session";
-    /// The answer to a logout: the session is closed.
-    pub const LOGGED_OUT: &str = "logged_out";
-}
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "user-svc", about = "Authenticates storefront requests")]

@@ -1,6 +1,8 @@
-//! The password travels from the gateway to user-svc sealed to user-svc's
-//! X25519 public key (libsodium-style sealed box), so no topic ever holds it
-//! in clear. Keys are passed as base64 in settings.
+//! The sealed password of `login_attempt`: it travels from the gateway to
+//! user-svc sealed to user-svc's X25519 public key (libsodium-style sealed
+//! box), so no topic ever holds it in clear. Part of the contract: whoever
+//! writes a login seals with [`SealKey`], user-svc opens with
+//! [`UnsealKey`]. Keys are passed as base64 in settings.
 
 use std::fmt;
 
