@@ -4,6 +4,10 @@
 
 use std::fmt;
 
+use axum::{
+    http::{header, HeaderMap, HeaderValue},
+    response::Response,
+};
 use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
     Engine,
@@ -69,6 +73,40 @@ impl CookieKey {
 impl fmt::Debug for CookieKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CookieKey([redacted])")
+    }
+}
+
+/// The session of the cookie a request carries, if it is signed by `key`.
+pub(crate) fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == COOKIE_NAME)
+        .find_map(|(_, value)| key.verify(value))
+}
+
+impl crate::state::AppState {
+    pub(crate) fn session_cookie(&self, value: &str, max_age_secs: u64) -> HeaderValue {
+        let secure = if self.inner.settings.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        };
+        HeaderValue::from_str(&format!(
+            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+        ))
+        .expect("cookie values are ASCII")
+    }
+
+    /// `response` with a header that makes the browser forget its session.
+    pub(crate) fn clear_session(&self, mut response: Response) -> Response {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, self.session_cookie("", 0));
+        response
     }
 }
 

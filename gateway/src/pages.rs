@@ -23,10 +23,13 @@ use storefront_schemas::{now_ms, PageStatus, RequestContext, RequestId, SessionI
 use utoipa::ToSchema;
 
 use crate::{
+    cookies::session_from,
     error::{self, ApiError},
+    lifecycle::{Answer, AsyncOptions, Submission},
     page::{result_of, PageResponse},
     progress::{CallbackState, PartName, Progress},
-    session_from, Answer, AppState, RequestTrace, Submission,
+    routes::RequestTrace,
+    state::AppState,
 };
 
 /// How often a status stream looks for news.
@@ -34,69 +37,33 @@ const STREAM_POLL: Duration = Duration::from_millis(250);
 /// How long a status stream stays open past the request's deadline
 /// without a result (then it says so; the client may reconnect).
 const STREAM_PATIENCE_MS: i64 = 120_000;
-/// Longest `Idempotency-Key` taken.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// What the client asked of an async-capable request, from its headers.
-#[derive(Debug, Default)]
-pub struct AsyncOptions {
-    /// `Prefer: respond-async`: answer 202 at once.
-    pub respond_async: bool,
-    /// `Prefer: wait=N`: wait at most N seconds (never longer than the sync budget).
-    pub wait: Option<Duration>,
-    pub idempotency_key: Option<String>,
-}
-
-impl AsyncOptions {
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let mut options = Self::default();
-        for value in headers.get_all("prefer") {
-            let value = value.to_str().unwrap_or_default();
-            for preference in value.split(',') {
-                let token = preference.split(';').next().unwrap_or_default().trim();
-                match token.split_once('=') {
-                    None if token.eq_ignore_ascii_case("respond-async") => {
-                        options.respond_async = true
-                    }
-                    Some((name, seconds)) if name.trim().eq_ignore_ascii_case("wait") => {
-                        if let Ok(seconds) = seconds.trim().parse::<u64>() {
-                            options.wait = Some(Duration::from_secs(seconds));
-                        }
-                    }
-                    // Preferences a server does not know are ignored (RFC 7240).
-                    _ => {}
-                }
-            }
+/// The page of the session in the cookie, waited for synchronously (504 past the deadline).
+#[utoipa::path(
+    get, path = "/api/page", tag = "pages",
+    responses(
+        (status = 200, description = "The page", body = PageResponse),
+        (status = 401, description = "No valid session", body = error::ErrorBody),
+        (status = 429, description = "Shed; see `Retry-After`", body = error::ErrorBody),
+        (status = 503, description = "Not ready, or no broker", body = error::ErrorBody),
+        (status = 504, description = "No page by the deadline and its grace", body = error::ErrorBody),
+    )
+)]
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    Extension(RequestTrace(trace)): Extension<RequestTrace>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session =
+        session_from(&headers, &state.inner.settings.cookie_key).ok_or(ApiError::InvalidSession)?;
+    let page = state.request_page_sync(session, false, &trace).await?;
+    match page.status {
+        PageStatus::Complete | PageStatus::Partial => {
+            Ok(Json(PageResponse::from_completed(page)).into_response())
         }
-        if let Some(key) = headers.get("idempotency-key") {
-            let key = key
-                .to_str()
-                .ok()
-                .filter(|k| {
-                    !k.is_empty()
-                        && k.len() <= MAX_IDEMPOTENCY_KEY
-                        && k.bytes().all(|b| b.is_ascii_graphic())
-                })
-                .ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                        "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-                    ))
-                })?;
-            options.idempotency_key = Some(key.to_owned());
-        }
-        Ok(options)
-    }
-
-    /// The one waiting rule of every async-capable request (login, `POST
-    /// /api/pages`): how long it waits for its page before the 202. At
-    /// once with `respond-async`; else the sync budget, or less if the
-    /// client asked `wait=N`.
-    pub fn budget(&self, sync_budget: Duration) -> Duration {
-        if self.respond_async {
-            return Duration::ZERO;
-        }
-        self.wait.map_or(sync_budget, |wait| wait.min(sync_budget))
+        PageStatus::Rejected => Ok(state.clear_session(ApiError::InvalidSession.into_response())),
+        PageStatus::Unavailable => Err(ApiError::DeadlineExceeded),
     }
 }
 
@@ -171,7 +138,10 @@ impl StatusView {
             parts: progress.parts.clone(),
             requested_at_ms: progress.context.requested_at_ms,
             deadline_ms: progress.context.deadline_ms,
-            outcome: progress.page.as_ref().map(|p| crate::status_name(p.status)),
+            outcome: progress
+                .page
+                .as_ref()
+                .map(|p| crate::lifecycle::status_name(p.status)),
             callback: progress.callback.clone(),
         }
     }
@@ -543,38 +513,5 @@ fn mark_replayed(response: &mut Response, replayed: Option<bool>) {
         response
             .headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options(prefer: &str) -> AsyncOptions {
-        let mut headers = HeaderMap::new();
-        headers.insert("prefer", prefer.parse().unwrap());
-        AsyncOptions::from_headers(&headers).unwrap()
-    }
-
-    #[test]
-    fn a_request_waits_the_sync_budget_or_less_if_asked_and_not_at_all_if_async() {
-        let sync = Duration::from_millis(2_000);
-        assert_eq!(AsyncOptions::default().budget(sync), sync);
-        assert_eq!(options("wait=1").budget(sync), Duration::from_secs(1));
-        assert_eq!(options("wait=0").budget(sync), Duration::ZERO);
-        assert_eq!(
-            options("wait=30").budget(sync),
-            sync,
-            "never past the budget"
-        );
-        assert_eq!(
-            options("respond-async, wait=1").budget(sync),
-            Duration::ZERO
-        );
-        assert_eq!(
-            options("wait=soon").budget(sync),
-            sync,
-            "ignored (RFC 7240)"
-        );
     }
 }
