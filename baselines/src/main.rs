@@ -1,8 +1,11 @@
 use anyhow::Context;
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    storefront_runtime::shutdown::run_main(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     storefront_runtime::logs::init("info,librdkafka=warn");
     let settings = storefront_baselines::Settings::parse();
     let role = settings.role.service_name();

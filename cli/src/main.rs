@@ -198,8 +198,11 @@ struct UpArgs {
     telemetry: TelemetrySettings,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    storefront_runtime::shutdown::run_main(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     storefront_runtime::logs::init("info,librdkafka=warn");
     match Cli::parse().command {
         Command::Up(args) => up(args).await,

@@ -1,8 +1,11 @@
 use anyhow::Context;
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    storefront_runtime::shutdown::run_main(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     storefront_runtime::logs::init("info");
     let settings = user_svc::Settings::parse();
     let service = user_svc::start(settings, Default::default())
