@@ -133,7 +133,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// How long the gateway waits for the parts of a page; what has not
     /// arrived by then is left out and named in `missing`.
-    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
+    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = storefront_schemas::DEFAULT_PAGE_DEADLINE_MS)]
     pub page_deadline_ms: u64,
     /// How often the redis design's gateway polls for results.
     #[arg(
@@ -150,19 +150,23 @@ pub struct Settings {
 impl Settings {
     /// `role` of `design` on a free port, with every other value at its default.
     pub fn new(design: Design, role: Role, kafka: KafkaSettings) -> Self {
+        use clap::ValueEnum;
+        let name = |value: Option<clap::builder::PossibleValue>| {
+            value.expect("no variant is skipped").get_name().to_owned()
+        };
+        let (design_name, role_name) = (
+            name(design.to_possible_value()),
+            name(role.to_possible_value()),
+        );
         Self {
-            design,
-            role,
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            user_url: format!("http://{}", Role::User.default_addr()),
-            history_url: format!("http://{}", Role::History.default_addr()),
-            ads_url: format!("http://{}", Role::Ads.default_addr()),
-            redis_url: "redis://127.0.0.1:6379".to_owned(),
-            redis_prefix: "storefront-baseline:".to_owned(),
             kafka,
-            page_deadline_ms: 250,
-            poll_interval_ms: 5,
-            inject_delay: Default::default(),
+            ..storefront_runtime::settings::defaults(&[
+                "--design",
+                &design_name,
+                "--role",
+                &role_name,
+            ])
         }
     }
 

@@ -184,7 +184,7 @@ struct UpArgs {
     partitions: i32,
     #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 500)]
     fetch_wait_ms: u32,
-    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
+    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = storefront_schemas::DEFAULT_PAGE_DEADLINE_MS)]
     page_deadline_ms: u64,
     /// How long login and `POST /api/pages` wait before answering 202.
     #[arg(long, env = "STOREFRONT_SYNC_BUDGET_MS", default_value_t = 2000)]

@@ -61,7 +61,7 @@ impl StackConfig {
             service_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             unseal_key: UnsealKey::generate(),
             cookie_key: CookieKey::generate(),
-            page_deadline_ms: 250,
+            page_deadline_ms: storefront_schemas::DEFAULT_PAGE_DEADLINE_MS,
             reply_grace_ms: 1000,
             max_waiting: 10_000,
             telemetry: TelemetrySettings::default(),

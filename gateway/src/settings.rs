@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use storefront_runtime::{KafkaSettings, TelemetrySettings};
-use storefront_schemas::SealKey;
+use storefront_runtime::{settings::defaults, KafkaSettings, TelemetrySettings};
+use storefront_schemas::{SealKey, DEFAULT_PAGE_DEADLINE_MS};
 
 use crate::{cookies::CookieKey, webhooks::CallbackSettings};
 
@@ -24,7 +24,7 @@ pub struct Settings {
     #[arg(long, env = "STOREFRONT_COOKIE_KEY", value_parser = CookieKey::parse, hide_env_values = true)]
     pub cookie_key: CookieKey,
     /// The page's wall-clock budget: by then the aggregator sends it, complete or partial.
-    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = 250)]
+    #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = DEFAULT_PAGE_DEADLINE_MS)]
     pub page_deadline_ms: u64,
     /// How long past the deadline `GET /api/page` waits for the partial page before answering 504.
     #[arg(long, env = "STOREFRONT_REPLY_GRACE_MS", default_value_t = 1000)]
@@ -66,25 +66,44 @@ impl Settings {
     pub fn new(kafka: KafkaSettings, user_svc_public_key: SealKey, cookie_key: CookieKey) -> Self {
         Self {
             kafka,
-            telemetry: TelemetrySettings::default(),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            user_svc_public_key,
-            cookie_key,
-            page_deadline_ms: 250,
-            reply_grace_ms: 1000,
-            sync_budget_ms: 2000,
-            result_ttl_secs: 600,
-            callbacks: CallbackSettings::default(),
-            max_body_bytes: 16 * 1024,
-            max_waiting: 10_000,
-            session_ttl_secs: 86_400,
-            cookie_secure: false,
-            login_attempts_per_user: 10,
-            login_attempts_per_address: 120,
+            ..defaults(&[
+                "--user-svc-public-key",
+                &user_svc_public_key.to_base64(),
+                "--cookie-key",
+                &cookie_key.to_base64(),
+            ])
         }
     }
 
     pub(crate) fn result_ttl_ms(&self) -> i64 {
         self.result_ttl_secs as i64 * 1000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_settings_have_the_documented_defaults_and_the_keys_given() {
+        let seal_key = storefront_schemas::UnsealKey::generate().seal_key();
+        let kafka = KafkaSettings::new("broker:9092");
+        let settings = Settings::new(kafka, seal_key.clone(), CookieKey::generate());
+        assert_eq!(settings.kafka.bootstrap_servers, "broker:9092");
+        assert_eq!(
+            settings.user_svc_public_key.to_base64(),
+            seal_key.to_base64()
+        );
+        assert_eq!(settings.page_deadline_ms, DEFAULT_PAGE_DEADLINE_MS);
+        assert_eq!(
+            (
+                settings.reply_grace_ms,
+                settings.sync_budget_ms,
+                settings.max_waiting
+            ),
+            (1000, 2000, 10_000)
+        );
+        assert_eq!(settings.callbacks.webhook_give_up_secs, 900);
+        assert_eq!(settings.http_addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
 }

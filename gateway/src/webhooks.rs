@@ -39,12 +39,12 @@ pub struct CallbackSettings {
 
 impl Default for CallbackSettings {
     fn default() -> Self {
-        Self {
-            webhook_secret: None,
-            webhook_allowed_hosts: String::new(),
-            webhook_allow_http: false,
-            webhook_give_up_secs: 900,
+        #[derive(clap::Parser)]
+        struct CallbacksOnly {
+            #[command(flatten)]
+            callbacks: CallbackSettings,
         }
+        storefront_runtime::settings::defaults::<CallbacksOnly>(&[]).callbacks
     }
 }
 

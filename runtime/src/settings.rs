@@ -33,17 +33,30 @@ pub struct KafkaSettings {
     pub linger_ms: u32,
 }
 
+/// Settings parsed from `args` alone, as if no environment variable were
+/// set: every default is the one written in the clap attributes, never a
+/// second copy of it. Panics if `args` do not parse (they are the
+/// program's own).
+pub fn defaults<T: clap::Parser>(args: &[&str]) -> T {
+    let command = T::command().mut_args(|arg| arg.env(None::<&str>));
+    let matches = command
+        .try_get_matches_from(std::iter::once("defaults").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("default settings do not parse: {e}"));
+    T::from_arg_matches(&matches).unwrap_or_else(|e| panic!("default settings do not parse: {e}"))
+}
+
+/// Kafka settings alone, for [`defaults`].
+#[derive(clap::Parser)]
+struct KafkaOnly {
+    #[command(flatten)]
+    kafka: KafkaSettings,
+}
+
 impl KafkaSettings {
     /// Settings for a broker at `bootstrap_servers` with every other value at its default.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
-        Self {
-            bootstrap_servers: bootstrap_servers.into(),
-            topic_prefix: String::new(),
-            partitions: 3,
-            replication_factor: 1,
-            fetch_wait_ms: 500,
-            linger_ms: 1,
-        }
+        let bootstrap_servers = bootstrap_servers.into();
+        defaults::<KafkaOnly>(&["--bootstrap-servers", &bootstrap_servers]).kafka
     }
 
     /// The topic names under this prefix.
@@ -64,5 +77,26 @@ impl KafkaSettings {
             .set("client.id", client_id)
             .set("log_level", "4");
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_the_clap_attributes_and_the_args_given() {
+        let settings = KafkaSettings::new("broker:9092");
+        assert_eq!(settings.bootstrap_servers, "broker:9092");
+        assert_eq!(
+            (
+                settings.topic_prefix.as_str(),
+                settings.partitions,
+                settings.replication_factor,
+                settings.fetch_wait_ms,
+                settings.linger_ms
+            ),
+            ("", 3, 1, 500, 1)
+        );
     }
 }

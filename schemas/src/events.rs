@@ -14,6 +14,11 @@ pub struct RequestContext {
     pub reply_partition: i32,
 }
 
+/// The wall-clock budget a page request gets unless configured
+/// (`STOREFRONT_PAGE_DEADLINE_MS`): by then the aggregator answers it,
+/// complete or partial.
+pub const DEFAULT_PAGE_DEADLINE_MS: u64 = 250;
+
 impl RequestContext {
     /// Whether the request's deadline has passed at `now_ms`: nobody waits
     /// for its answer any more.

@@ -17,7 +17,7 @@ pub use codec::{
 pub use events::{
     Ad, AdsSelected, CallbackOutcome, CallbackReported, HistoryFetched, LoginAttempt, Milestone,
     PageCompleted, PageRequested, PageStatus, Purchase, RequestContext, Resolution, UserProfile,
-    UserResolved,
+    UserResolved, DEFAULT_PAGE_DEADLINE_MS,
 };
 pub use ids::{CustomerId, IdError, ProductId, RequestId, SessionId};
 pub use reference::{Credential, Customer, Order, Product, Session};

@@ -126,7 +126,7 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 200)]
     pub sessions: usize,
     /// The page deadline of every design.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = storefront_schemas::DEFAULT_PAGE_DEADLINE_MS)]
     pub deadline_ms: u64,
     /// A short run that only shows the bench works: the small data set,
     /// 3-second scenarios at 50/s, two capacity rates, no tuning.
