@@ -2,7 +2,7 @@
 # Checks deploy/Dockerfile and deploy/compose.yaml as far as possible without
 # a Docker engine (the development machines and CI have none), and that
 # compose.yaml runs the Kafka the tests run: the version in kafka/pom.xml,
-# with the broker settings cli/src/broker.rs (Node::properties) writes for a
+# with the broker settings devstack/src/broker.rs (Node::properties) writes for a
 # cluster of as many nodes.
 #
 #   deploy/validate.sh            # from any directory
@@ -209,7 +209,7 @@ for name, svc in sorted(kafka.items()):
         if want not in spm.split(","):
             err(f"{name}: KAFKA_LISTENER_SECURITY_PROTOCOL_MAP lacks {want}")
     # The image tag and the settings shared with the tests' cluster are
-    # compared with kafka/pom.xml and cli/src/broker.rs in the next section.
+    # compared with kafka/pom.xml and devstack/src/broker.rs in the next section.
     expect = {
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
     }
@@ -343,11 +343,11 @@ fi
 
 # --------------------------------------------------------------------------
 # compose.yaml runs the Kafka the tests run: the version in kafka/pom.xml,
-# with the settings cli/src/broker.rs gives a cluster of the same size
+# with the settings devstack/src/broker.rs gives a cluster of the same size
 # --------------------------------------------------------------------------
 section "Kafka version: compose.yaml vs kafka/pom.xml"
 pom="kafka/pom.xml"
-broker_rs="cli/src/broker.rs"
+broker_rs="devstack/src/broker.rs"
 kafka_version=""
 if [[ ! -f "$pom" ]]; then
     fail "$pom is missing: it names the Kafka version (<kafka.version>)"
@@ -379,14 +379,14 @@ if [[ -n "$kafka_version" ]]; then
     fi
 fi
 
-section "broker settings: compose.yaml vs cli/src/broker.rs (Node::properties)"
+section "broker settings: compose.yaml vs devstack/src/broker.rs (Node::properties)"
 if [[ ! -f "$broker_rs" ]]; then
     fail "$broker_rs is missing: it writes the tests' broker settings"
 elif [[ -z "$py" ]]; then
     skip "broker settings comparison (no Python with PyYAML)"
 elif "$py" - "$compose_file" "$broker_rs" "$kafka_version" <<'PY'
 """Compares the Kafka nodes of compose.yaml with the server.properties that
-Node::properties in cli/src/broker.rs writes for a cluster of as many nodes.
+Node::properties in devstack/src/broker.rs writes for a cluster of as many nodes.
 
 broker.rs is read as text, not compiled: anything in Node::properties this
 script does not understand is an error ("teach validate.sh"), never skipped.
@@ -646,7 +646,7 @@ for name, svc in sorted(services.items()):
         err(f"{name}: STOREFRONT_REPLICATION_FACTOR={rf!r}, the tests' {nodes}-node cluster uses {want_rf}")
 
 compared = sorted(k for k in tests if k not in SHAPE_ONLY)
-print(f"  tests' {nodes}-node cluster (cli/src/broker.rs):")
+print(f"  tests' {nodes}-node cluster (devstack/src/broker.rs):")
 for key in compared:
     print(f"    {key}={tests[key]}")
 print(f"  compared by shape: {', '.join(sorted(SHAPE_ONLY))}")
@@ -654,9 +654,9 @@ print(f"  compose.yaml only: {', '.join(f'{k} ({why})' for k, why in COMPOSE_ONL
 done()
 PY
 then
-    pass "compose.yaml's Kafka nodes have the settings cli/src/broker.rs gives the tests' cluster of the same size"
+    pass "compose.yaml's Kafka nodes have the settings devstack/src/broker.rs gives the tests' cluster of the same size"
 else
-    fail "compose.yaml's Kafka nodes differ from the tests' cluster in cli/src/broker.rs (see errors above)"
+    fail "compose.yaml's Kafka nodes differ from the tests' cluster in devstack/src/broker.rs (see errors above)"
 fi
 
 # --------------------------------------------------------------------------

@@ -11,8 +11,8 @@ use std::{
 
 use ads_svc::InjectDelay;
 use serde_json::Value;
-use storefront::stack::Service;
 use storefront_baselines::{Design, RedisServer, Role, Settings, SESSION_HEADER};
+use storefront_devstack::stack::Service;
 use storefront_e2e::{eventually, read_topic, SharedStack, TestStack};
 use storefront_runtime::RunningService;
 use storefront_schemas::{RequestId, SessionId};

@@ -1,6 +1,6 @@
 //! `deploy/` describes the cluster the tests run: `deploy/validate.sh`
 //! checks the compose file's Kafka version against `kafka/pom.xml` and each
-//! node's settings against what `cli/src/broker.rs` gives the tested
+//! node's settings against what `devstack/src/broker.rs` gives the tested
 //! cluster, besides the structure it can check without a Docker engine.
 
 use std::{path::Path, process::Command};

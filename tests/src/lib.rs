@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use storefront::{
+use storefront_devstack::{
     broker::{Cluster, Ports},
     seed::{self, Dataset, SeedConfig},
     stack::{Service, Stack, StackConfig},

@@ -24,7 +24,7 @@ pub struct OtlpSink {
 impl OtlpSink {
     /// Starts the receiver on a free port and waits until it accepts connections.
     pub fn start() -> Self {
-        let port = storefront::broker::free_port().expect("a free port");
+        let port = storefront_devstack::broker::free_port().expect("a free port");
         let mut child = Command::new(super::python::python())
             .args(["-c", SINK, &port.to_string()])
             .stdout(Stdio::piped())

@@ -16,7 +16,7 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 use serde_json::Value;
-use storefront::stack::Service;
+use storefront_devstack::stack::Service;
 use storefront_e2e::{python::python, Reply, TestStack};
 use storefront_runtime::KafkaSettings;
 

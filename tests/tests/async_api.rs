@@ -14,7 +14,7 @@ use std::{
 
 use gateway::webhooks::{CallbackSettings, WebhookSecret};
 use reqwest::Method;
-use storefront::stack::Service;
+use storefront_devstack::stack::Service;
 use storefront_e2e::{
     eventually, read_topic,
     sse::read_events,

@@ -7,7 +7,7 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer},
     Offset, TopicPartitionList,
 };
-use storefront::{seed, stack::Service};
+use storefront_devstack::{seed, stack::Service};
 use storefront_e2e::{eventually, read_topic, TestStack};
 use storefront_runtime::KafkaSettings;
 use tokio_util::sync::CancellationToken;

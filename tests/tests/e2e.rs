@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use storefront::{
+use storefront_devstack::{
     seed::{DEMO_CUSTOMER_ID, DEMO_PASSWORD, DEMO_USERNAME},
     stack::Service,
 };
@@ -480,8 +480,10 @@ async fn two_gateways_side_by_side_answer_on_their_own_reply_partitions() {
 #[tokio::test]
 async fn seeding_twice_changes_nothing() {
     let kafka = storefront_e2e::fresh_namespace();
-    let config = storefront::seed::SeedConfig::small();
-    let first = storefront::seed::seed(&kafka, &config).await.unwrap();
+    let config = storefront_devstack::seed::SeedConfig::small();
+    let first = storefront_devstack::seed::seed(&kafka, &config)
+        .await
+        .unwrap();
     assert_eq!(
         first.written.len(),
         4,
@@ -490,7 +492,9 @@ async fn seeding_twice_changes_nothing() {
     let topics = kafka.topics();
     let orders_before = read_topic(&kafka, &topics.orders).await.len();
 
-    let second = storefront::seed::seed(&kafka, &config).await.unwrap();
+    let second = storefront_devstack::seed::seed(&kafka, &config)
+        .await
+        .unwrap();
     assert!(
         second.written.is_empty(),
         "nothing written again: {:?}",

@@ -8,7 +8,7 @@ use std::{
 };
 
 use serde_json::Value;
-use storefront::{seed, stack::Service};
+use storefront_devstack::{seed, stack::Service};
 use storefront_e2e::TestStack;
 use storefront_runtime::logs::{subscriber, LogFormat};
 

@@ -6,7 +6,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use serde_json::Value;
-use storefront::{seed, stack::Service};
+use storefront_devstack::{seed, stack::Service};
 use storefront_e2e::{
     eventually,
     telemetry::{sample, scrape, OtlpSink},
