@@ -621,16 +621,14 @@ mod tests {
             "the partial page at the deadline"
         );
         joins.forget_emitted("r");
-        assert!(matches!(
-            joins.add(
-                context("r", 250),
-                user(),
-                Arrival::default(),
-                source(1),
-                300
-            ),
-            Added::Waiting
-        ));
+        let again = joins.add(
+            context("r", 250),
+            user(),
+            Arrival::default(),
+            source(1),
+            300,
+        );
+        assert!(matches!(again, Added::Waiting), "the join is built anew");
         let again = joins.expire(300);
         assert_eq!(again.len(), 1, "the page is made again");
         assert_eq!(again[0].sources, vec![source(1)]);

@@ -202,14 +202,9 @@ async fn on_its_own_broker(name: &str, prefix: &str) -> OnItsOwnBroker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partition_never_lands() {
-    let OnItsOwnBroker {
-        dir,
-        mut cluster,
-        kafka,
-        aggregators,
-        request_id,
-        owner,
-    } = on_its_own_broker("owners-outage", "outage.").await;
+    let setup = on_its_own_broker("owners-outage", "outage.").await;
+    let (dir, kafka, request_id, owner) = (setup.dir, setup.kafka, setup.request_id, setup.owner);
+    let (mut cluster, aggregators) = (setup.cluster, setup.aggregators);
     // The broker goes away before the deadline: at the deadline the owner
     // queues the page, and it cannot be delivered.
     let mut cluster = tokio::task::spawn_blocking(move || {
@@ -240,14 +235,9 @@ async fn a_page_queued_during_a_broker_outage_by_an_owner_that_lost_its_partitio
 /// the request's inputs are read again and it is answered, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_given_up_with_its_partition_is_answered_when_the_partition_comes_back() {
-    let OnItsOwnBroker {
-        dir,
-        mut cluster,
-        kafka,
-        aggregators,
-        request_id,
-        owner,
-    } = on_its_own_broker("owners-given-up", "given-up.").await;
+    let setup = on_its_own_broker("owners-given-up", "given-up.").await;
+    let (dir, kafka, request_id, owner) = (setup.dir, setup.kafka, setup.request_id, setup.owner);
+    let (mut cluster, aggregators) = (setup.cluster, setup.aggregators);
     // The broker goes away before the deadline and stays away past the
     // group's session timeout: the owner queues the page at the deadline,
     // cannot commit it, and loses its partition when the broker returns.
