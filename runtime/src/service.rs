@@ -84,7 +84,15 @@ impl RunningService {
                 service = self.name,
                 "tasks did not stop in time; aborting them"
             );
-            self.tasks.shutdown().await;
+            // A task blocked outside the runtime cannot be aborted (a
+            // rebalance callback waiting for a transaction the broker has
+            // not answered): it is left to the end of the process.
+            if tokio::time::timeout(Duration::from_secs(1), self.tasks.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(service = self.name, "a task is blocked; leaving it");
+            }
         }
         self.telemetry.flush().await;
         tracing::info!(service = self.name, "stopped");
