@@ -256,6 +256,12 @@ impl PartitionReader {
                     self.remove_finished(remaining, partition)?;
                     continue;
                 }
+                // A broker away for a moment (restarting, a leader moving):
+                // librdkafka reconnects and the read goes on, within its deadline.
+                Some(Err(error)) if is_transient(&error) => {
+                    tracing::debug!(%error, "snapshot read waits for the broker");
+                    continue;
+                }
                 Some(message) => message,
             };
             let record = Inbound::from_message(&message.context("read a record")?);
@@ -334,4 +340,21 @@ pub fn read_topic(
     let reader = PartitionReader::new(settings, client_id)?;
     let partitions = reader.partitions_of(topic)?;
     reader.read(&partitions, since, None, deadline, on_record)
+}
+
+/// Consumer errors librdkafka recovers from by itself.
+fn is_transient(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::{error::KafkaError, types::RDKafkaErrorCode as Code};
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::RequestTimedOut
+                | Code::NetworkException
+                | Code::OperationTimedOut
+        )
+    )
 }
