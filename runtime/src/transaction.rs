@@ -40,8 +40,11 @@ impl EventProducer {
             })
     }
 
-    /// Writes `records` and commits `offsets` for `group` in one transaction.
-    /// Blocking: call it from a blocking thread of the runtime.
+    /// Writes `records` and commits `offsets` for `group` in one transaction,
+    /// within `timeout` as a whole (and half of it again to abort): a
+    /// broker that does not answer cannot hold the caller, and whoever
+    /// waits for it (a revoke), much longer. Blocking: call it from a
+    /// blocking thread of the runtime.
     pub fn commit_atomically(
         &self,
         records: &[Outbound],
@@ -52,6 +55,9 @@ impl EventProducer {
         let producer = self.raw();
         let runtime = tokio::runtime::Handle::current();
         let kafka = |action| move |source| crate::Error::Kafka { action, source };
+        let deadline = std::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let abort_within = timeout / 2;
         let written = (|| -> crate::Result<()> {
             producer
                 .begin_transaction()
@@ -62,18 +68,21 @@ impl EventProducer {
             }
             if offsets.count() > 0 {
                 producer
-                    .send_offsets_to_transaction(offsets, group, timeout)
+                    .send_offsets_to_transaction(offsets, group, left())
                     .map_err(kafka("commit offsets in the transaction"))?;
             }
             for queued in pending {
-                runtime.block_on(Self::acknowledged(queued))?;
+                runtime
+                    .block_on(tokio::time::timeout(left(), Self::acknowledged(queued)))
+                    .map_err(|_| {
+                        crate::Error::TimedOut("the transaction's records to be acknowledged")
+                    })??;
             }
             // rdkafka's commit_transaction flushes first, and its flush,
             // finding anything outstanding, polls for the whole of its
             // timeout (at least 100 ms); flushed in short steps here, the
             // commit's own flush finds nothing left.
-            let flushed_by = std::time::Instant::now() + timeout;
-            while producer.flush(FLUSH_STEP).is_err() && std::time::Instant::now() < flushed_by {}
+            while producer.flush(FLUSH_STEP).is_err() && !left().is_zero() {}
             Ok(())
         })();
         match written {
@@ -82,7 +91,7 @@ impl EventProducer {
                 return Err(TransactionError::Fatal(error.to_string()))
             }
             Err(error) => {
-                return match producer.abort_transaction(timeout) {
+                return match producer.abort_transaction(abort_within) {
                     Ok(()) => Err(TransactionError::Aborted(error.to_string())),
                     Err(abort) => Err(TransactionError::Fatal(format!("{error}; then {abort}"))),
                 }
@@ -91,18 +100,16 @@ impl EventProducer {
         // A commit that timed out may have reached the broker: it is asked
         // again (the broker answers for the same transaction), never aborted
         // and redone. Only the broker's own refusal makes it abortable.
-        let mut attempts = 0;
         loop {
-            match producer.commit_transaction(timeout) {
+            match producer.commit_transaction(left()) {
                 Ok(()) => break,
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() && !e.is_fatal() => {
-                    return match producer.abort_transaction(timeout) {
+                    return match producer.abort_transaction(abort_within) {
                         Ok(()) => Err(TransactionError::Aborted(e.to_string())),
                         Err(abort) => Err(TransactionError::Fatal(format!("{e}; then {abort}"))),
                     };
                 }
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
-                    attempts += 1;
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !left().is_zero() => {
                     tracing::warn!(error = %e, "transaction commit not confirmed yet; asking again");
                 }
                 Err(error) => return Err(TransactionError::Fatal(error.to_string())),
