@@ -5,7 +5,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use opentelemetry::trace::SpanContext;
 use storefront_schemas::{
-    Ad, Milestone, PageCompleted, PageStatus, Purchase, RequestContext, Resolution, UserProfile,
+    Ad, Milestone, PageCompleted, PageStatus, Purchase, RequestContext, RequestId, Resolution,
+    UserProfile,
 };
 
 /// Where a part came from, so its offset can be committed once its page is out.
@@ -82,10 +83,10 @@ pub enum Added {
 /// Pending joins by request id, their deadlines, and the pages already out.
 #[derive(Debug, Default)]
 pub struct Joins {
-    pending: HashMap<String, Pending>,
-    deadlines: BTreeSet<(i64, String)>,
-    emitted: HashMap<String, i64>,
-    emitted_order: VecDeque<(i64, String)>,
+    pending: HashMap<RequestId, Pending>,
+    deadlines: BTreeSet<(i64, RequestId)>,
+    emitted: HashMap<RequestId, i64>,
+    emitted_order: VecDeque<(i64, RequestId)>,
 }
 
 /// How long an emitted request id is remembered, to drop late and
@@ -111,10 +112,9 @@ impl Joins {
         {
             return Added::Expired(source);
         }
-        let request_id = context.request_id.clone();
-        let pending = self.pending.entry(request_id.clone()).or_insert_with(|| {
-            self.deadlines
-                .insert((context.deadline_ms, request_id.clone()));
+        let request_id = context.request_id;
+        let pending = self.pending.entry(request_id).or_insert_with(|| {
+            self.deadlines.insert((context.deadline_ms, request_id));
             Pending {
                 context,
                 parent: None,
@@ -161,7 +161,7 @@ impl Joins {
             None => false,
         };
         if done {
-            Added::Emit(Box::new(self.finish(&request_id, now_ms)))
+            Added::Emit(Box::new(self.finish(request_id, now_ms)))
         } else {
             Added::Waiting
         }
@@ -174,13 +174,13 @@ impl Joins {
 
     /// Emits every join whose deadline has passed, with what it has.
     pub fn expire(&mut self, now_ms: i64) -> Vec<ReadyPage> {
-        let due: Vec<String> = self
+        let due: Vec<RequestId> = self
             .deadlines
             .iter()
             .take_while(|(deadline, _)| *deadline <= now_ms)
-            .map(|(_, id)| id.clone())
+            .map(|(_, id)| *id)
             .collect();
-        due.iter().map(|id| self.finish(id, now_ms)).collect()
+        due.into_iter().map(|id| self.finish(id, now_ms)).collect()
     }
 
     /// Requests answered recently enough to be remembered.
@@ -197,7 +197,7 @@ impl Joins {
             // Co-partitioned: every part of a request has the same partition number.
             let kept = p.sources.first().is_none_or(|s| keep(s.partition));
             if !kept {
-                deadlines.remove(&(p.context.deadline_ms, request_id.clone()));
+                deadlines.remove(&(p.context.deadline_ms, *request_id));
             }
             kept
         });
@@ -207,14 +207,13 @@ impl Joins {
     /// Records that `request_id` was answered at `at_ms` (as read back from
     /// `page.completed` after a restart or a rebalance). A join already
     /// rebuilt for it is dropped; its parts are returned to be committed.
-    pub fn mark_emitted(&mut self, request_id: &str, at_ms: i64) -> Vec<Source> {
-        if self.emitted.contains_key(request_id) {
+    pub fn mark_emitted(&mut self, request_id: RequestId, at_ms: i64) -> Vec<Source> {
+        if self.emitted.contains_key(&request_id) {
             return Vec::new();
         }
-        let sources = match self.pending.remove(request_id) {
+        let sources = match self.pending.remove(&request_id) {
             Some(p) => {
-                self.deadlines
-                    .remove(&(p.context.deadline_ms, request_id.to_owned()));
+                self.deadlines.remove(&(p.context.deadline_ms, request_id));
                 p.sources
             }
             None => Vec::new(),
@@ -223,9 +222,9 @@ impl Joins {
         sources
     }
 
-    fn remember(&mut self, request_id: &str, at_ms: i64) {
-        self.emitted.insert(request_id.to_owned(), at_ms);
-        self.emitted_order.push_back((at_ms, request_id.to_owned()));
+    fn remember(&mut self, request_id: RequestId, at_ms: i64) {
+        self.emitted.insert(request_id, at_ms);
+        self.emitted_order.push_back((at_ms, request_id));
         while self
             .emitted_order
             .front()
@@ -243,8 +242,8 @@ impl Joins {
     /// partition changed hands before its transaction committed, or the
     /// producer failed): the request is not answered, so its parts, read
     /// again, build the join anew instead of being dropped as late.
-    pub fn forget_emitted(&mut self, request_id: &str) {
-        self.emitted.remove(request_id);
+    pub fn forget_emitted(&mut self, request_id: RequestId) {
+        self.emitted.remove(&request_id);
     }
 
     /// Joins still waiting.
@@ -252,13 +251,12 @@ impl Joins {
         self.pending.len()
     }
 
-    fn finish(&mut self, request_id: &str, now_ms: i64) -> ReadyPage {
+    fn finish(&mut self, request_id: RequestId, now_ms: i64) -> ReadyPage {
         let p = self
             .pending
-            .remove(request_id)
+            .remove(&request_id)
             .expect("finish is called for pending joins");
-        self.deadlines
-            .remove(&(p.context.deadline_ms, request_id.to_owned()));
+        self.deadlines.remove(&(p.context.deadline_ms, request_id));
         self.remember(request_id, now_ms);
         let mut missing = Vec::new();
         let (status, rejection, user) = match p.user {
@@ -322,10 +320,19 @@ impl Joins {
 mod tests {
     use super::*;
 
-    fn context(id: &str, deadline_ms: i64) -> RequestContext {
+    /// The request id a test names `name`.
+    fn request(name: &str) -> RequestId {
+        let mut bytes = [0; 16];
+        for (byte, c) in bytes.iter_mut().zip(name.bytes()) {
+            *byte = c;
+        }
+        RequestId::derived(bytes)
+    }
+
+    fn context(name: &str, deadline_ms: i64) -> RequestContext {
         RequestContext {
-            request_id: id.into(),
-            session_id: "s".into(),
+            request_id: request(name),
+            session_id: storefront_schemas::SessionId::derived([0; 16]),
             requested_at_ms: 0,
             deadline_ms,
             reply_topic: "page.completed".into(),
@@ -595,7 +602,7 @@ mod tests {
     fn a_request_answered_before_a_restart_is_not_answered_again() {
         let mut joins = Joins::default();
         joins.add(context("r", 250), user(), Arrival::default(), source(1), 10);
-        assert_eq!(joins.mark_emitted("r", 20), vec![source(1)]);
+        assert_eq!(joins.mark_emitted(request("r"), 20), vec![source(1)]);
         assert_eq!(joins.pending(), 0);
         assert_eq!(joins.next_deadline(), None);
         assert!(matches!(
@@ -620,7 +627,7 @@ mod tests {
             1,
             "the partial page at the deadline"
         );
-        joins.forget_emitted("r");
+        joins.forget_emitted(request("r"));
         let again = joins.add(
             context("r", 250),
             user(),

@@ -514,7 +514,7 @@ impl Aggregator {
         .map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))??;
         let count = answered.len();
         for (request_id, at_ms) in answered {
-            for source in self.joins.mark_emitted(&request_id, at_ms) {
+            for source in self.joins.mark_emitted(request_id, at_ms) {
                 self.done(&source);
             }
         }
@@ -564,7 +564,7 @@ impl Aggregator {
             "pages given up; their inputs will be read again"
         );
         for page in pages {
-            if let Some(request_id) = &page.record.headers.request_id {
+            if let Some(request_id) = page.record.headers.request_id {
                 self.joins.forget_emitted(request_id);
             }
             trace::end(&page.span, Some(why));
@@ -761,8 +761,8 @@ fn page_record(producer: &EventProducer, ready: ReadyPage) -> (Outbound, Context
         .joined_span("aggregate page", &parent, ready.links);
     let record = Outbound::event(
         &context.reply_topic,
-        &context.session_id,
-        &context.request_id,
+        context.session_id,
+        context.request_id,
         &span,
         &ready.page,
     )

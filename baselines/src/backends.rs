@@ -31,7 +31,7 @@ impl Users {
             .0
             .read()
             .expect("directory lock")
-            .resolve_session(&session.to_string(), picked_up_at_ms);
+            .resolve_session(*session, picked_up_at_ms);
         let (user, rejection) = match resolved {
             Ok(user) => (Some(user), None),
             Err(rejection) => (None, Some(rejection.to_owned())),

@@ -131,7 +131,7 @@ impl Peers {
         mut join: PageJoin,
         deadline: Instant,
     ) -> Result<PageCompleted, ApiError> {
-        let session = join.session_id().to_owned();
+        let session = join.session_id().to_string();
         let user = match timeout_at(deadline, self.resolve(&session)).await {
             Err(_) => return Ok(join.finish()),
             Ok(Err(error)) => {

@@ -64,8 +64,8 @@ impl PageJoin {
     pub fn new(session: &SessionId, deadline_ms: u64) -> Self {
         let requested_at_ms = now_ms();
         let context = RequestContext {
-            request_id: RequestId::new().to_string(),
-            session_id: session.to_string(),
+            request_id: RequestId::new(),
+            session_id: *session,
             requested_at_ms,
             deadline_ms: requested_at_ms + deadline_ms as i64,
             // No reply partition: the gateway holding the request joins it.
@@ -82,12 +82,12 @@ impl PageJoin {
         join
     }
 
-    pub fn request_id(&self) -> &str {
-        &self.context.request_id
+    pub fn request_id(&self) -> RequestId {
+        self.context.request_id
     }
 
-    pub fn session_id(&self) -> &str {
-        &self.context.session_id
+    pub fn session_id(&self) -> SessionId {
+        self.context.session_id
     }
 
     pub fn deadline_ms(&self) -> i64 {

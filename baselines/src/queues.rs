@@ -41,7 +41,7 @@ impl Keys {
         format!("{}queue:{}", self.prefix, role.as_str())
     }
 
-    fn result(&self, request_id: &str, role: Role) -> String {
+    fn result(&self, request_id: impl std::fmt::Display, role: Role) -> String {
         format!("{}result:{request_id}:{}", self.prefix, role.as_str())
     }
 }
@@ -86,8 +86,8 @@ impl Poller {
     ) -> Result<PageCompleted, ApiError> {
         let mut redis = self.redis.clone();
         let job = Job {
-            request_id: join.request_id().to_owned(),
-            session_id: join.session_id().to_owned(),
+            request_id: join.request_id().to_string(),
+            session_id: join.session_id().to_string(),
             customer_id: None,
             deadline_ms: join.deadline_ms(),
         };

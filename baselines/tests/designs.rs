@@ -288,13 +288,14 @@ async fn the_real_ads_svc_answers_late_when_told_to_so_its_page_goes_out_partial
     assert_eq!(reply.body["missing"], serde_json::json!(["ads"]));
 
     // Late, not lost: ads.selected for the request comes after the delay.
-    let request_id = reply.body["request_id"].as_str().unwrap().to_owned();
+    let request_id: storefront_schemas::RequestId =
+        reply.body["request_id"].as_str().unwrap().parse().unwrap();
     let topic = test.config.kafka.topics().ads_selected;
     let answered = eventually(Duration::from_secs(15), || async {
         read_topic(&test.config.kafka, &topic)
             .await
             .iter()
-            .any(|r| r.headers.request_id.as_deref() == Some(request_id.as_str()))
+            .any(|r| r.headers.request_id == Some(request_id))
             .then_some(())
     })
     .await;

@@ -23,6 +23,7 @@ use storefront_runtime::{
     snapshot::{self, Since},
     KafkaSettings,
 };
+use storefront_schemas::RequestId;
 
 use crate::{
     broker::{self, Cluster, Ports},
@@ -487,7 +488,7 @@ async fn settle(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Result<(u64
 async fn count_pages(kafka: KafkaSettings) -> anyhow::Result<(u64, u64, u64)> {
     tokio::task::spawn_blocking(move || {
         let topics = kafka.topics();
-        let read = |topic: &str| -> anyhow::Result<Vec<String>> {
+        let read = |topic: &str| -> anyhow::Result<Vec<Option<RequestId>>> {
             let mut ids = Vec::new();
             snapshot::read_topic(
                 &kafka,
@@ -495,12 +496,12 @@ async fn count_pages(kafka: KafkaSettings) -> anyhow::Result<(u64, u64, u64)> {
                 topic,
                 Since::Beginning,
                 Duration::from_secs(60),
-                |r| ids.push(r.headers.request_id.unwrap_or_default()),
+                |r| ids.push(r.headers.request_id),
             )?;
             Ok(ids)
         };
         let requested = read(&topics.page_requested)?;
-        let mut pages: HashMap<String, u64> = HashMap::new();
+        let mut pages: HashMap<Option<RequestId>, u64> = HashMap::new();
         for id in read(&topics.page_completed)? {
             *pages.entry(id).or_default() += 1;
         }

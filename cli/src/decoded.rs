@@ -23,7 +23,7 @@ pub struct DecodedRecord {
     pub key: Option<String>,
     /// From the `event-type` header, else from the schema that wrote the value.
     pub event_type: Option<String>,
-    pub request_id: Option<String>,
+    pub request_id: Option<storefront_schemas::RequestId>,
     /// Every header but the trace context ones, as text.
     pub headers: serde_json::Map<String, Value>,
     /// The value as JSON, or why it could not be decoded.
@@ -165,7 +165,7 @@ impl Decoder {
                 .as_deref()
                 .map(|k| String::from_utf8_lossy(k).into_owned()),
             event_type,
-            request_id: record.headers.request_id.clone(),
+            request_id: record.headers.request_id,
             headers,
             value,
         }

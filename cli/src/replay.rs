@@ -32,7 +32,7 @@ use storefront_runtime::{
     EventProducer, Inbound, KafkaSettings, Outbound, Telemetry, Topics,
 };
 use storefront_schemas::UnsealKey;
-use storefront_schemas::{now_ms, PageCompleted, PageRequested};
+use storefront_schemas::{now_ms, PageCompleted, PageRequested, RequestId, SessionId};
 
 use crate::{
     stack::{Service, StackConfig},
@@ -89,7 +89,7 @@ pub struct Plan {
     #[serde(skip)]
     requests: Vec<PageRequested>,
     #[serde(skip)]
-    recorded: HashMap<String, PageCompleted>,
+    recorded: HashMap<RequestId, PageCompleted>,
 }
 
 impl Plan {
@@ -219,7 +219,7 @@ pub fn plan(kafka: &KafkaSettings, args: &ReplayArgs) -> anyhow::Result<Plan> {
             }
         },
     )?;
-    requests.sort_by_key(|r| (r.context.requested_at_ms, r.context.request_id.clone()));
+    requests.sort_by_key(|r| (r.context.requested_at_ms, r.context.request_id));
     let found = requests.len();
     requests.truncate(args.max_requests);
 
@@ -228,10 +228,8 @@ pub fn plan(kafka: &KafkaSettings, args: &ReplayArgs) -> anyhow::Result<Plan> {
     let latest_deadline = requests.iter().map(|r| r.context.deadline_ms).max();
     let mut recorded = HashMap::new();
     if let Some(deadline) = latest_deadline {
-        let wanted: std::collections::HashSet<&str> = requests
-            .iter()
-            .map(|r| r.context.request_id.as_str())
-            .collect();
+        let wanted: std::collections::HashSet<RequestId> =
+            requests.iter().map(|r| r.context.request_id).collect();
         let completed = reader.partitions_of(&topics.page_completed)?;
         reader.read(
             &completed,
@@ -240,8 +238,8 @@ pub fn plan(kafka: &KafkaSettings, args: &ReplayArgs) -> anyhow::Result<Plan> {
             Duration::from_secs(300),
             |record| {
                 if let Ok(page) = record.decode::<PageCompleted>() {
-                    if wanted.contains(page.context.request_id.as_str()) {
-                        recorded.insert(page.context.request_id.clone(), page);
+                    if wanted.contains(&page.context.request_id) {
+                        recorded.insert(page.context.request_id, page);
                     }
                 }
             },
@@ -390,8 +388,8 @@ pub async fn run(
             _ => different += 1,
         }
         requests.push(Replayed {
-            request_id: id.clone(),
-            session_id: request.context.session_id.clone(),
+            request_id: id.to_string(),
+            session_id: request.context.session_id.to_string(),
             kind: if request.login.is_some() {
                 "login"
             } else if request.logout {
@@ -457,7 +455,7 @@ async fn copy_reference(
 async fn drive(
     target: &KafkaSettings,
     plan: &Plan,
-) -> anyhow::Result<HashMap<String, PageCompleted>> {
+) -> anyhow::Result<HashMap<RequestId, PageCompleted>> {
     let topics = target.topics();
     let (pages_tx, mut pages_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -493,7 +491,7 @@ async fn drive(
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate));
     let mut pages = HashMap::new();
     // Each session's request still waiting for its page, and until when.
-    let mut outstanding: HashMap<String, (String, tokio::time::Instant)> = HashMap::new();
+    let mut outstanding: HashMap<SessionId, (RequestId, tokio::time::Instant)> = HashMap::new();
     let mut last_due = tokio::time::Instant::now();
     for recorded in &plan.requests {
         pace.tick().await;
@@ -503,7 +501,7 @@ async fn drive(
             while !pages.contains_key(&previous) {
                 match tokio::time::timeout_at(due, pages_rx.recv()).await {
                     Ok(Some(page)) => {
-                        pages.insert(page.context.request_id.clone(), page);
+                        pages.insert(page.context.request_id, page);
                     }
                     _ => break,
                 }
@@ -515,13 +513,15 @@ async fn drive(
         request.context.requested_at_ms = now;
         request.context.deadline_ms = now + budget_ms;
         request.context.reply_topic = topics.page_completed.clone();
-        request.context.reply_partition =
-            partition_for_key(request.context.session_id.as_bytes(), plan.partitions);
+        request.context.reply_partition = partition_for_key(
+            request.context.session_id.to_string().as_bytes(),
+            plan.partitions,
+        );
         request.callback_url = None;
         let record = Outbound::event(
             &topics.page_requested,
-            &request.context.session_id,
-            &request.context.request_id,
+            request.context.session_id,
+            request.context.request_id,
             &Context::new(),
             &request,
         );
@@ -530,14 +530,14 @@ async fn drive(
             tokio::time::Instant::now() + Duration::from_millis(budget_ms as u64) + REPLY_GRACE;
         last_due = last_due.max(due);
         outstanding.insert(
-            request.context.session_id.clone(),
-            (request.context.request_id.clone(), due),
+            request.context.session_id,
+            (request.context.request_id, due),
         );
     }
     while pages.len() < plan.requests.len() {
         match tokio::time::timeout_at(last_due, pages_rx.recv()).await {
             Ok(Some(page)) => {
-                pages.insert(page.context.request_id.clone(), page);
+                pages.insert(page.context.request_id, page);
             }
             _ => break,
         }

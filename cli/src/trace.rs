@@ -13,7 +13,7 @@ use storefront_runtime::{
     snapshot::{PartitionReader, Since, TopicPartition},
     KafkaSettings,
 };
-use storefront_schemas::{now_ms, PageRequested, SessionId};
+use storefront_schemas::{now_ms, PageRequested, RequestId, SessionId};
 
 use crate::{
     decoded::{DecodedRecord, Decoder},
@@ -32,28 +32,28 @@ const READ_DEADLINE: Duration = Duration::from_secs(120);
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Subject {
     Request {
-        request_id: String,
-        session_id: String,
+        request_id: RequestId,
+        session_id: SessionId,
     },
     Session {
-        session_id: String,
+        session_id: SessionId,
     },
 }
 
 impl Subject {
-    pub fn session_id(&self) -> &str {
+    pub fn session_id(&self) -> SessionId {
         match self {
-            Self::Request { session_id, .. } | Self::Session { session_id } => session_id,
+            Self::Request { session_id, .. } | Self::Session { session_id } => *session_id,
         }
     }
 
     /// Whether `record` belongs to this subject.
     fn owns(&self, record: &DecodedRecord) -> bool {
         match self {
-            Self::Request { request_id, .. } => {
-                record.request_id.as_deref() == Some(request_id.as_str())
+            Self::Request { request_id, .. } => record.request_id == Some(*request_id),
+            Self::Session { session_id } => {
+                record.key.as_deref() == Some(session_id.to_string().as_str())
             }
-            Self::Session { session_id } => record.key.as_deref() == Some(session_id.as_str()),
         }
     }
 }
@@ -92,9 +92,11 @@ pub fn trace(
     since: Option<i64>,
     until: Option<i64>,
 ) -> anyhow::Result<Trace> {
-    let uuid = SessionId::parse(id).context("expected a request or session ID")?;
-    let id = uuid.to_string();
-    let created_ms = uuid.created_at_ms();
+    // Either kind: which one it is, the topics say.
+    let as_session = SessionId::parse(id).context("expected a request or session ID")?;
+    let as_request = RequestId::parse(id)?;
+    let id = as_session.to_string();
+    let created_ms = as_session.created_at_ms();
     let Some(origin_ms) = created_ms.map(|ms| ms - CLOCK_SKEW_MS).or(since) else {
         bail!("{id} carries no time (not a UUIDv7): say where to look with --since");
     };
@@ -111,7 +113,7 @@ pub fn trace(
     //    partition its hash names; else a request carries it in a header,
     //    in any partition.
     let find_until = origin_ms + FIND_WINDOW_MS + CLOCK_SKEW_MS;
-    let own = TopicPartition::new(&topics.page_requested, locator.partition_of(&id));
+    let own = TopicPartition::new(&topics.page_requested, locator.partition_of(as_session));
     let mut subject = None;
     reader.read(
         std::slice::from_ref(&own),
@@ -121,7 +123,7 @@ pub fn trace(
         |r| {
             if subject.is_none() && r.key_str() == Some(id.as_str()) {
                 subject = Some(Subject::Session {
-                    session_id: id.clone(),
+                    session_id: as_session,
                 });
             }
         },
@@ -137,11 +139,11 @@ pub fn trace(
             Some(find_until),
             READ_DEADLINE,
             |r| {
-                if subject.is_none() && r.headers.request_id.as_deref() == Some(id.as_str()) {
-                    if let Some(session_id) = r.key_str() {
+                if subject.is_none() && r.headers.request_id == Some(as_request) {
+                    if let Some(session_id) = r.key_str().and_then(|k| SessionId::parse(k).ok()) {
                         subject = Some(Subject::Request {
-                            request_id: id.clone(),
-                            session_id: session_id.to_owned(),
+                            request_id: as_request,
+                            session_id,
                         });
                     }
                 }
@@ -228,12 +230,12 @@ pub fn trace(
 /// Puts `records` in time order and measures each hop within its request.
 fn timeline(mut records: Vec<DecodedRecord>) -> Vec<Step> {
     records.sort_by_key(|r| (r.timestamp_ms, topic_rank(&r.topic), r.offset));
-    let mut last_of_request: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    let mut last_of_request: std::collections::HashMap<RequestId, (i64, i64)> = Default::default();
     records
         .into_iter()
         .map(|record| {
             let (mut since_start_ms, mut hop_ms) = (None, None);
-            if let (Some(request), Some(at)) = (record.request_id.clone(), record.timestamp_ms) {
+            if let (Some(request), Some(at)) = (record.request_id, record.timestamp_ms) {
                 let (start, previous) = match last_of_request.get(&request) {
                     Some(&(start, previous)) => (start, Some(previous)),
                     None => (at, None),
@@ -336,7 +338,7 @@ pub fn render(trace: &Trace) -> String {
             r.topic,
             format!("{}:{}", r.partition, r.offset),
             r.event_type.as_deref().unwrap_or("-"),
-            r.request_id.as_deref().unwrap_or("-"),
+            r.request_id.map_or("-".to_owned(), |id| id.to_string()),
         ));
         out.push_str(&format!("    {}\n", r.value.display()));
     }

@@ -14,7 +14,7 @@ use storefront::{
 };
 use storefront_e2e::{eventually, read_topic, scratch_dir};
 use storefront_runtime::{topics, EventProducer, KafkaSettings, Outbound, Telemetry};
-use storefront_schemas::{encode, now_ms, PageRequested, RequestContext, RequestId, SessionId};
+use storefront_schemas::{now_ms, PageRequested, RequestContext, RequestId, SessionId};
 
 /// Two aggregators in one group on a one-partition namespace, both ready.
 async fn two_aggregators(kafka: &KafkaSettings, dir: &std::path::Path) -> [ServiceProcess; 2] {
@@ -55,12 +55,11 @@ async fn two_aggregators(kafka: &KafkaSettings, dir: &std::path::Path) -> [Servi
 /// A request with no parts: it is answered (partial) at its deadline.
 async fn send_request(kafka: &KafkaSettings, deadline_in_ms: i64) -> String {
     let now = now_ms();
-    let request_id = RequestId::new().to_string();
-    let session_id = SessionId::new().to_string();
+    let request_id = RequestId::new();
     let request = PageRequested {
         context: RequestContext {
-            request_id: request_id.clone(),
-            session_id: session_id.clone(),
+            request_id,
+            session_id: SessionId::new(),
             requested_at_ms: now,
             deadline_ms: now + deadline_in_ms,
             reply_topic: kafka.topics().page_completed,
@@ -72,19 +71,14 @@ async fn send_request(kafka: &KafkaSettings, deadline_in_ms: i64) -> String {
         idempotency_key: None,
     };
     let producer = EventProducer::new(kafka, &Telemetry::local("owners-test")).unwrap();
-    let headers = storefront_runtime::EventHeaders::request("page.requested", &request_id);
-    producer
-        .send(&Outbound {
-            topic: kafka.topics().page_requested,
-            key: session_id,
-            partition: None,
-            headers,
-            trace: Default::default(),
-            payload: encode(&request),
-        })
-        .await
-        .unwrap();
-    request_id
+    let record = Outbound::for_request(
+        &kafka.topics().page_requested,
+        &request.context,
+        &Default::default(),
+        &request,
+    );
+    producer.send(&record).await.unwrap();
+    request_id.to_string()
 }
 
 async fn pages_for(kafka: &KafkaSettings, request_id: &str) -> usize {

@@ -147,19 +147,20 @@ impl AppState {
             return Err(ApiError::Overloaded);
         }
         let reply_partition = inner.owned.pick().ok_or(ApiError::NotReady)?;
-        let request_id = RequestId::new().to_string();
+        let request_id = RequestId::new();
         let requested_at_ms = now_ms();
         let context = RequestContext {
-            request_id: request_id.clone(),
-            session_id: submission.session.to_string(),
+            request_id,
+            session_id: submission.session,
             requested_at_ms,
             deadline_ms: requested_at_ms + inner.settings.page_deadline_ms as i64,
             reply_topic: inner.reply_topic.clone(),
             reply_partition,
         };
-        trace
-            .span()
-            .set_attribute(KeyValue::new("storefront.request_id", request_id.clone()));
+        trace.span().set_attribute(KeyValue::new(
+            "storefront.request_id",
+            request_id.to_string(),
+        ));
         let log = tracing::info_span!(
             "request",
             %request_id,
@@ -168,7 +169,7 @@ impl AppState {
         );
         if let Some(key) = &submission.idempotency_key {
             inner.idempotency.insert(
-                (context.session_id.clone(), key.clone()),
+                (context.session_id, key.clone()),
                 context.clone(),
                 requested_at_ms,
             );
@@ -182,12 +183,12 @@ impl AppState {
         };
         let record = Outbound::event(
             &inner.page_requested,
-            &event.context.session_id,
-            &request_id,
+            context.session_id,
+            request_id,
             trace,
             &event,
         );
-        let reply = inner.waiting.register(&request_id);
+        let reply = inner.waiting.register(request_id);
         let sent = inner
             .producer
             .send(&record)
@@ -195,18 +196,16 @@ impl AppState {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()));
         if let Err(error) = sent {
-            inner.waiting.forget(&request_id);
+            inner.waiting.forget(request_id);
             // The request was not recorded: a retry with this key must start it, not find it.
             if let Some(key) = &event.idempotency_key {
-                inner
-                    .idempotency
-                    .remove(&(event.context.session_id.clone(), key.clone()));
+                inner.idempotency.remove(&(context.session_id, key.clone()));
             }
             return Err(error);
         }
         let enqueued_at_ms = now_ms();
         let answer = tokio::time::timeout(budget, reply).await;
-        inner.waiting.forget(&request_id);
+        inner.waiting.forget(request_id);
         let _entered = log.enter();
         let outcome = match &answer {
             Ok(Ok(page)) => status_name(page.status),

@@ -66,7 +66,7 @@ impl PageResponse {
     /// The client's view of a complete or partial page.
     pub fn from_completed(page: PageCompleted) -> Self {
         Self {
-            request_id: page.context.request_id,
+            request_id: page.context.request_id.to_string(),
             status: if page.status == PageStatus::Complete {
                 "complete"
             } else {

@@ -86,7 +86,7 @@ impl Accepted {
         let id = &context.request_id;
         let status_url = format!("/api/pages/{id}");
         let body = Accepted {
-            request_id: id.clone(),
+            request_id: id.to_string(),
             status: "running",
             result_url: format!("{status_url}/result"),
             events_url: format!("{status_url}/events"),
@@ -128,7 +128,7 @@ pub struct StatusView {
 impl StatusView {
     fn of(progress: &Progress) -> Self {
         Self {
-            request_id: progress.context.request_id.clone(),
+            request_id: progress.context.request_id.to_string(),
             status: if progress.page.is_some() {
                 "done"
             } else {
@@ -188,7 +188,7 @@ pub(crate) async fn create(
     let callback_url = state.checked_callback(request.callback_url)?;
     let budget = options.budget(state.sync_budget());
     if let Some(key) = &options.idempotency_key {
-        if let Some(context) = state.idempotent_request(&session, key).await? {
+        if let Some(context) = state.idempotent_request(session, key).await? {
             tracing::info!(request_id = %context.request_id, "idempotent repeat: no new request");
             return state.replay(context, budget).await;
         }
@@ -299,10 +299,7 @@ pub(crate) async fn events(
         .unwrap_or_default();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
-        let (session, request_id) = (
-            first.context.session_id.clone(),
-            first.context.request_id.clone(),
-        );
+        let (session, request_id) = (first.context.session_id, first.context.request_id);
         let created_ms = created_at_ms(&first.context);
         let mut current = first;
         loop {
@@ -346,7 +343,7 @@ pub(crate) async fn events(
                 _ = tokio::time::sleep(STREAM_POLL) => {}
             }
             // Not readable just now: try again at the next poll.
-            if let Ok(Some(progress)) = state.progress_by(&session, &request_id, created_ms).await {
+            if let Ok(Some(progress)) = state.progress_by(session, request_id, created_ms).await {
                 current = progress;
             }
         }
@@ -368,7 +365,7 @@ impl AppState {
         if created_ms + self.inner.settings.result_ttl_ms() < now_ms() {
             return Err(ApiError::Expired);
         }
-        self.progress_by(&session.to_string(), &request_id.to_string(), created_ms)
+        self.progress_by(session, request_id, created_ms)
             .await?
             .ok_or(ApiError::NotFound)
     }
@@ -377,12 +374,12 @@ impl AppState {
     /// can change any more, else read back from the topics.
     async fn progress_by(
         &self,
-        session: &str,
-        request_id: &str,
+        session: SessionId,
+        request_id: RequestId,
         created_ms: i64,
     ) -> Result<Option<Progress>, ApiError> {
         let inner = &self.inner;
-        if let Some(known) = inner.results.get(&request_id.to_owned(), now_ms()) {
+        if let Some(known) = inner.results.get(&request_id, now_ms()) {
             if known.context.session_id != session {
                 return Ok(None);
             }
@@ -392,9 +389,7 @@ impl AppState {
         }
         let found = inner.log.find(session, request_id, created_ms).await?;
         if let Some(progress) = found.as_ref().filter(|p| p.is_final()) {
-            inner
-                .results
-                .insert(request_id.to_owned(), progress.clone(), now_ms());
+            inner.results.insert(request_id, progress.clone(), now_ms());
         }
         Ok(found)
     }
@@ -402,16 +397,16 @@ impl AppState {
     /// The request `session` already started with `key`, if any.
     async fn idempotent_request(
         &self,
-        session: &SessionId,
+        session: SessionId,
         key: &str,
     ) -> Result<Option<RequestContext>, ApiError> {
         let inner = &self.inner;
-        let entry = (session.to_string(), key.to_owned());
+        let entry = (session, key.to_owned());
         if let Some(context) = inner.idempotency.get(&entry, now_ms()) {
             return Ok(Some(context));
         }
         let since = now_ms() - inner.settings.result_ttl_ms();
-        let found = inner.log.find_idempotent(&entry.0, key, since).await?;
+        let found = inner.log.find_idempotent(session, key, since).await?;
         if let Some(context) = &found {
             inner.idempotency.insert(entry, context.clone(), now_ms());
         }
@@ -426,11 +421,11 @@ impl AppState {
         budget: Duration,
     ) -> Result<Response, ApiError> {
         let waiting = &self.inner.waiting;
-        let reply = waiting.register(&context.request_id);
+        let reply = waiting.register(context.request_id);
         let known = self
             .progress_by(
-                &context.session_id,
-                &context.request_id,
+                context.session_id,
+                context.request_id,
                 created_at_ms(&context),
             )
             .await;
@@ -441,7 +436,7 @@ impl AppState {
                 _ => None,
             },
         };
-        waiting.forget(&context.request_id);
+        waiting.forget(context.request_id);
         Ok(match progress {
             Some(progress) => self.result_response(&progress, Some(true)),
             None => Accepted::response(&context, Some(true)),
@@ -464,9 +459,9 @@ impl AppState {
 
 /// When a request was made: its id's timestamp, else what the request says.
 fn created_at_ms(context: &RequestContext) -> i64 {
-    RequestId::parse(&context.request_id)
-        .ok()
-        .and_then(|id| id.created_at_ms())
+    context
+        .request_id
+        .created_at_ms()
         .unwrap_or(context.requested_at_ms)
 }
 

@@ -21,6 +21,7 @@ use storefront_runtime::{
 };
 use storefront_schemas::{
     CallbackOutcome, CallbackReported, PageCompleted, PageStatus, RequestContext, RequestEvent,
+    RequestId, SessionId,
 };
 use utoipa::ToSchema;
 
@@ -168,13 +169,12 @@ impl RequestLog {
     /// `None` if no such request of this session is on the topics.
     pub async fn find(
         &self,
-        session_id: &str,
-        request_id: &str,
+        session_id: SessionId,
+        request_id: RequestId,
         created_ms: i64,
     ) -> Result<Option<Progress>, ApiError> {
-        let (session_id, request_id) = (session_id.to_owned(), request_id.to_owned());
         self.with_reader(move |log, reader| {
-            log.find_blocking(reader, &session_id, &request_id, created_ms)
+            log.find_blocking(reader, session_id, request_id, created_ms)
         })
         .await
     }
@@ -183,15 +183,15 @@ impl RequestLog {
     /// made since `since_ms`.
     pub async fn find_idempotent(
         &self,
-        session_id: &str,
+        session_id: SessionId,
         idempotency_key: &str,
         since_ms: i64,
     ) -> Result<Option<RequestContext>, ApiError> {
-        let (session_id, key) = (session_id.to_owned(), idempotency_key.to_owned());
+        let key = idempotency_key.to_owned();
         self.with_reader(move |log, reader| {
             let requests = log
                 .locator(reader)?
-                .session_partitions(&session_id, [&log.topics.page_requested]);
+                .session_partitions(session_id, [&log.topics.page_requested]);
             let mut found = None;
             reader
                 .read(
@@ -255,8 +255,8 @@ impl RequestLog {
     fn find_blocking(
         &self,
         reader: &PartitionReader,
-        session_id: &str,
-        request_id: &str,
+        session_id: SessionId,
+        request_id: RequestId,
         created_ms: i64,
     ) -> Result<Option<Progress>, ApiError> {
         let locator = self.locator(reader)?;

@@ -23,7 +23,7 @@ use storefront_runtime::{
     consume::{Commits, Driver, GroupContext, GroupListener, GroupOptions, StartAt},
     HandlerError, Inbound, KafkaSettings, Outbound, Readiness, RecordHandler, Telemetry,
 };
-use storefront_schemas::PageCompleted;
+use storefront_schemas::{PageCompleted, RequestId};
 use tokio::sync::oneshot;
 
 use crate::{expiring::ExpiringMap, page::result_of, progress::Progress, webhooks::Webhooks};
@@ -134,29 +134,29 @@ impl ReplyPartitions {
 /// idempotent request waits beside the first).
 #[derive(Clone, Default)]
 pub struct Waiting {
-    senders: Arc<Mutex<HashMap<String, Vec<oneshot::Sender<PageCompleted>>>>>,
+    senders: Arc<Mutex<HashMap<RequestId, Vec<oneshot::Sender<PageCompleted>>>>>,
 }
 
 impl Waiting {
     /// Registers a request before it is sent, so no reply can be missed.
-    pub fn register(&self, request_id: &str) -> oneshot::Receiver<PageCompleted> {
+    pub fn register(&self, request_id: RequestId) -> oneshot::Receiver<PageCompleted> {
         let (tx, rx) = oneshot::channel();
         self.senders
             .lock()
             .expect("waiting lock")
-            .entry(request_id.to_owned())
+            .entry(request_id)
             .or_default()
             .push(tx);
         rx
     }
 
     /// Forgets the waiters of a request that gave up waiting.
-    pub fn forget(&self, request_id: &str) {
+    pub fn forget(&self, request_id: RequestId) {
         let mut senders = self.senders.lock().expect("waiting lock");
-        if let Some(waiters) = senders.get_mut(request_id) {
+        if let Some(waiters) = senders.get_mut(&request_id) {
             waiters.retain(|w| !w.is_closed());
             if waiters.is_empty() {
-                senders.remove(request_id);
+                senders.remove(&request_id);
             }
         }
     }
@@ -187,7 +187,7 @@ impl Waiting {
 
 /// Pages that reached this gateway with nobody waiting (the request went
 /// asynchronous, or its gateway died), kept for status lookups.
-pub type Results = Arc<ExpiringMap<String, Progress>>;
+pub type Results = Arc<ExpiringMap<RequestId, Progress>>;
 
 /// Callback deliveries and replies in progress at once; more wait (and
 /// hold back the commit of their partition).
@@ -243,15 +243,12 @@ impl RecordHandler for ReplyHandling {
             .decode::<PageCompleted>()
             .map_err(|error| HandlerError::Invalid(error.to_string()))?;
         let answered = self.waiting.deliver(&page);
-        let request_id = page.context.request_id.clone();
+        let request_id = page.context.request_id;
         let now = storefront_schemas::now_ms;
         match page.callback_url.clone() {
             Some(url) => {
-                self.results.insert(
-                    request_id.clone(),
-                    Progress::from_page(page.clone(), None),
-                    now(),
-                );
+                self.results
+                    .insert(request_id, Progress::from_page(page.clone(), None), now());
                 let body = webhook_body(&page);
                 let report = self.webhooks.deliver(&page, &url, &body).await;
                 self.results

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use storefront_runtime::{EventProducer, Readiness, Telemetry};
-use storefront_schemas::RequestContext;
+use storefront_schemas::{RequestContext, SessionId};
 
 use crate::{
     error::ApiError,
@@ -37,7 +37,7 @@ pub(crate) struct Inner {
     pub(crate) log: RequestLog,
     pub(crate) results: Results,
     /// (session, Idempotency-Key) -> the request it started.
-    pub(crate) idempotency: ExpiringMap<(String, String), RequestContext>,
+    pub(crate) idempotency: ExpiringMap<(SessionId, String), RequestContext>,
     pub(crate) webhooks: Webhooks,
 }
 

@@ -279,8 +279,8 @@ impl Webhooks {
     async fn report(&self, report: &CallbackReported) {
         let record = Outbound::event(
             &self.topic,
-            &report.context.session_id,
-            &report.context.request_id,
+            report.context.session_id,
+            report.context.request_id,
             &opentelemetry::Context::new(),
             report,
         );

@@ -5,6 +5,8 @@
 //! request's page is on the reply partition its request named; and an ID
 //! (UUIDv7) says from when to read.
 
+use storefront_schemas::SessionId;
+
 use crate::{
     partitioner::partition_for_key,
     snapshot::{PartitionReader, Since, TopicPartition},
@@ -43,13 +45,13 @@ impl Locator {
     }
 
     /// The partition number of `session_id` on every co-partitioned topic.
-    pub fn partition_of(&self, session_id: &str) -> i32 {
-        partition_for_key(session_id.as_bytes(), self.partitions)
+    pub fn partition_of(&self, session_id: SessionId) -> i32 {
+        partition_for_key(session_id.to_string().as_bytes(), self.partitions)
     }
 
     /// The session's partition of the request topic, the three part topics
     /// and `callback.reported`: every record of its requests but the pages.
-    pub fn request_records(&self, session_id: &str) -> Vec<TopicPartition> {
+    pub fn request_records(&self, session_id: SessionId) -> Vec<TopicPartition> {
         let t = &self.topics;
         self.session_partitions(
             session_id,
@@ -66,7 +68,7 @@ impl Locator {
     /// The session's partition of each of `topics`.
     pub fn session_partitions<'a>(
         &self,
-        session_id: &str,
+        session_id: SessionId,
         topics: impl IntoIterator<Item = &'a String>,
     ) -> Vec<TopicPartition> {
         let partition = self.partition_of(session_id);
@@ -100,7 +102,7 @@ mod tests {
             topics: Topics::with_prefix("p."),
             partitions: 3,
         };
-        let session = "01a232cd-ffda-77e5-b09b-826009d0401e";
+        let session = SessionId::parse("01a232cd-ffda-77e5-b09b-826009d0401e").unwrap();
         let records = locator.request_records(session);
         assert_eq!(records.len(), 5);
         let partition = locator.partition_of(session);

@@ -16,7 +16,7 @@ use rdkafka::{
     statistics::Statistics,
     ClientContext,
 };
-use storefront_schemas::Contract;
+use storefront_schemas::{Contract, RequestId, SessionId};
 use tokio::sync::watch;
 
 use opentelemetry::{trace::TraceContextExt, Context, KeyValue};
@@ -43,14 +43,14 @@ impl Outbound {
     /// A request-path event, keyed by session ID.
     pub fn event<T: Contract>(
         topic: &str,
-        session_id: &str,
-        request_id: &str,
+        session_id: SessionId,
+        request_id: RequestId,
         trace: &Context,
         event: &T,
     ) -> Self {
         Self {
             topic: topic.to_owned(),
-            key: session_id.to_owned(),
+            key: session_id.to_string(),
             partition: None,
             headers: EventHeaders::request(T::EVENT_TYPE, request_id),
             trace: trace.clone(),
@@ -66,13 +66,7 @@ impl Outbound {
         trace: &Context,
         event: &T,
     ) -> Self {
-        Self::event(
-            topic,
-            &context.session_id,
-            &context.request_id,
-            trace,
-            event,
-        )
+        Self::event(topic, context.session_id, context.request_id, trace, event)
     }
 
     /// A reference record, keyed by its entity's id.

@@ -81,7 +81,10 @@ impl Telemetry {
             attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_owned()));
         }
         if let Some(request_id) = &record.headers.request_id {
-            attributes.push(KeyValue::new("storefront.request_id", request_id.clone()));
+            attributes.push(KeyValue::new(
+                "storefront.request_id",
+                request_id.to_string(),
+            ));
         }
         let span = self
             .tracer()

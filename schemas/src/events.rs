@@ -2,12 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{RequestId, SessionId};
+
 /// Copied onto every event of one request: who asked, where to answer, by when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "request_context")]
 pub struct RequestContext {
-    pub request_id: String,
-    pub session_id: String,
+    pub request_id: RequestId,
+    pub session_id: SessionId,
     pub requested_at_ms: i64,
     pub deadline_ms: i64,
     pub reply_topic: String,

@@ -58,6 +58,29 @@ macro_rules! uuid_id {
                 self.0.hyphenated().fmt(f)
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(value: &str) -> Result<Self, IdError> {
+                Self::parse(value)
+            }
+        }
+
+        /// Written as the hyphenated string the schemas declare.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        /// Read from a string; one that is not a UUID fails the whole record.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+                Self::parse(&value).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -130,5 +153,15 @@ mod tests {
         assert!(ProductId::parse("").is_err());
         let id = RequestId::new();
         assert_eq!(RequestId::parse(&id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn ids_travel_as_their_string_form() {
+        let id = SessionId::new();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<SessionId>(&json).unwrap(), id);
+        let error = serde_json::from_str::<SessionId>("\"nope\"").unwrap_err();
+        assert!(error.to_string().contains("session id"), "{error}");
     }
 }

@@ -46,7 +46,7 @@ pub struct Order {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "session")]
 pub struct Session {
-    pub session_id: String,
+    pub session_id: crate::SessionId,
     pub customer_id: String,
     pub opened_at_ms: i64,
     pub expires_at_ms: i64,

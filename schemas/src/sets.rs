@@ -85,12 +85,12 @@ impl RequestEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode;
+    use crate::{encode, RequestId, SessionId};
 
     fn context() -> RequestContext {
         RequestContext {
-            request_id: "r".into(),
-            session_id: "s".into(),
+            request_id: RequestId::derived([1; 16]),
+            session_id: SessionId::derived([2; 16]),
             requested_at_ms: 1,
             deadline_ms: 2,
             reply_topic: "page.completed".into(),
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn a_record_of_another_set_or_no_avro_is_refused_with_the_reason() {
         let session = Session {
-            session_id: "s".into(),
+            session_id: SessionId::new(),
             customer_id: "c".into(),
             opened_at_ms: 1,
             expires_at_ms: 2,

@@ -563,8 +563,8 @@ fn request() -> PageRequested {
 
 fn context() -> RequestContext {
     RequestContext {
-        request_id: "r-1".into(),
-        session_id: "s-1".into(),
+        request_id: RequestId::parse("0190a6c4-0000-7000-8000-000000000001").unwrap(),
+        session_id: SessionId::parse("0190a6c4-0000-7000-8000-000000000002").unwrap(),
         requested_at_ms: 1,
         deadline_ms: 2,
         reply_topic: "page.completed".into(),

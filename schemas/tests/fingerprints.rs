@@ -61,7 +61,7 @@ fn fastavro_computes_the_same_fingerprint_and_decodes_our_records() {
         price_cents: 2599,
     };
     let session = Session {
-        session_id: "0190a6c4-0000-7000-8000-000000000000".into(),
+        session_id: SessionId::parse("0190a6c4-0000-7000-8000-000000000000").unwrap(),
         customer_id: "c-000001".into(),
         opened_at_ms: 1_700_000_000_000,
         expires_at_ms: 1_700_086_400_000,

@@ -9,10 +9,18 @@ fn text() -> impl Strategy<Value = String> {
     "\\PC{0,24}"
 }
 
+fn request_id() -> impl Strategy<Value = RequestId> {
+    any::<[u8; 16]>().prop_map(RequestId::derived)
+}
+
+fn session_id() -> impl Strategy<Value = SessionId> {
+    any::<[u8; 16]>().prop_map(SessionId::derived)
+}
+
 fn context() -> impl Strategy<Value = RequestContext> {
     (
-        text(),
-        text(),
+        request_id(),
+        session_id(),
         any::<i64>(),
         any::<i64>(),
         text(),
@@ -170,7 +178,7 @@ proptest! {
     }
 
     #[test]
-    fn session_round_trips(session_id in text(), customer_id in text(), opened_at_ms in any::<i64>(), expires_at_ms in any::<i64>()) {
+    fn session_round_trips(session_id in session_id(), customer_id in text(), opened_at_ms in any::<i64>(), expires_at_ms in any::<i64>()) {
         assert_round_trip(Session { session_id, customer_id, opened_at_ms, expires_at_ms });
     }
 
@@ -281,4 +289,34 @@ fn a_length_field_claiming_a_huge_string_does_not_allocate_it() {
     let mut bytes = contracts()[0].header.to_vec();
     bytes.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
     assert!(decode::<PageRequested>(&bytes).is_err());
+}
+
+#[test]
+fn a_request_id_that_is_no_uuid_is_refused() {
+    let requested_at_ms = 1_700_000_000_000;
+    let context = RequestContext {
+        request_id: RequestId::new(),
+        session_id: SessionId::new(),
+        requested_at_ms,
+        deadline_ms: requested_at_ms + 250,
+        reply_topic: "page.completed".into(),
+        reply_partition: 0,
+    };
+    let id_len = context.request_id.to_string().len();
+    let bytes = encode(&PageRequested {
+        context,
+        login: None,
+        logout: false,
+        callback_url: None,
+        idempotency_key: None,
+    });
+    // The first field: a length (zigzag varint) and the id's characters.
+    let header = contracts()[0].header.len();
+    assert_eq!(usize::from(bytes[header]), id_len * 2);
+    let mut hostile = bytes[..header].to_vec();
+    hostile.push(2 * b"not-a-uuid".len() as u8);
+    hostile.extend_from_slice(b"not-a-uuid");
+    hostile.extend_from_slice(&bytes[header + 1 + id_len..]);
+    let error = decode::<PageRequested>(&hostile).unwrap_err().to_string();
+    assert!(error.contains("request id"), "{error}");
 }

@@ -264,8 +264,8 @@ async fn hostile_records_on_every_input_topic_are_dead_lettered_by_each_reader_a
     let now = storefront_schemas::now_ms();
     let request = storefront_schemas::encode(&storefront_schemas::PageRequested {
         context: storefront_schemas::RequestContext {
-            request_id: storefront_schemas::RequestId::new().to_string(),
-            session_id: storefront_schemas::SessionId::new().to_string(),
+            request_id: storefront_schemas::RequestId::new(),
+            session_id: storefront_schemas::SessionId::new(),
             requested_at_ms: now,
             deadline_ms: now + 1_000,
             reply_topic: t.page_completed.clone(),
@@ -277,11 +277,18 @@ async fn hostile_records_on_every_input_topic_are_dead_lettered_by_each_reader_a
         idempotency_key: None,
     });
     let session = storefront_schemas::encode(&storefront_schemas::Session {
-        session_id: "s".into(),
+        session_id: storefront_schemas::SessionId::new(),
         customer_id: "c".into(),
         opened_at_ms: now,
         expires_at_ms: now,
     });
+    // The same request with a request id that is no UUID: after the
+    // 10-byte header, the id's length (36, zigzag 72) and its characters.
+    assert_eq!(request[10], 72, "page.requested starts with its request id");
+    let mut bad_id = request[..10].to_vec();
+    bad_id.push(2 * 10);
+    bad_id.extend_from_slice(b"not-a-uuid");
+    bad_id.extend_from_slice(&request[10 + 1 + 36..]);
     let mut oversized = session.clone();
     oversized.resize(storefront_schemas::MAX_ENCODED_BYTES + 1024, 7);
     let hostile: Vec<(&str, Vec<u8>)> = vec![
@@ -290,6 +297,7 @@ async fn hostile_records_on_every_input_topic_are_dead_lettered_by_each_reader_a
             (0..200).map(|_| rand::random::<u8>()).collect(),
         ),
         ("truncated", request[..request.len() / 2].to_vec()),
+        ("request id not a UUID", bad_id),
         ("another contract", session),
         ("oversized", oversized),
     ];

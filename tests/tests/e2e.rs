@@ -442,7 +442,7 @@ async fn two_gateways_side_by_side_answer_on_their_own_reply_partitions() {
 
     // Both must own partitions before either answers: wait for the rebalance to settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut ids_a = HashSet::new();
+    let mut ids_a: HashSet<storefront_schemas::RequestId> = HashSet::new();
     let mut ids_b = HashSet::new();
     for _ in 0..4 {
         let (ra, rb) = tokio::join!(
@@ -451,8 +451,9 @@ async fn two_gateways_side_by_side_answer_on_their_own_reply_partitions() {
         );
         assert_eq!(ra.status, 200, "gateway A: {}", ra.text);
         assert_eq!(rb.status, 200, "gateway B: {}", rb.text);
-        ids_a.insert(ra.body["request_id"].as_str().unwrap().to_owned());
-        ids_b.insert(rb.body["request_id"].as_str().unwrap().to_owned());
+        let id = |body: &serde_json::Value| body["request_id"].as_str().unwrap().parse().unwrap();
+        ids_a.insert(id(&ra.body));
+        ids_b.insert(id(&rb.body));
     }
     let requests = read_topic(
         &test.config.kafka,
@@ -511,13 +512,12 @@ async fn seeding_twice_changes_nothing() {
 async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
     let stack = shared();
     let topics = stack.kafka().topics();
-    let session = SessionId::new().to_string();
-    let request_id = storefront_schemas::RequestId::new().to_string();
+    let request_id = storefront_schemas::RequestId::new();
     let now = storefront_schemas::now_ms();
     let hijack = PageRequested {
         context: storefront_schemas::RequestContext {
-            request_id: request_id.clone(),
-            session_id: session.clone(),
+            request_id,
+            session_id: SessionId::new(),
             requested_at_ms: now,
             deadline_ms: now + 5_000,
             reply_topic: "someone-elses-topic".into(),
@@ -547,7 +547,7 @@ async fn the_aggregator_refuses_a_return_address_outside_its_reply_topic() {
             .into_iter()
             .find(|r| {
                 r.header("dlq-service").as_deref() == Some("aggregator")
-                    && r.header("request-id").as_deref() == Some(request_id.as_str())
+                    && r.header("request-id") == Some(request_id.to_string())
             })
     })
     .await

@@ -16,8 +16,8 @@ use storefront_runtime::{
     RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
-    now_ms, rejection, Credential, Customer, EventSet, PageRequested, ReferenceRecord, RequestId,
-    Resolution, Session, SessionId, UnsealKey, UserProfile, UserResolved,
+    now_ms, rejection, Credential, Customer, EventSet, PageRequested, ReferenceRecord, Resolution,
+    Session, SessionId, UnsealKey, UserProfile, UserResolved,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ pub struct Settings {
 pub struct Directory {
     credentials: HashMap<String, Credential>,
     customers: HashMap<String, Customer>,
-    sessions: HashMap<String, Session>,
+    sessions: HashMap<SessionId, Session>,
 }
 
 impl Directory {
@@ -60,7 +60,7 @@ impl Directory {
                 self.customers.insert(c.customer_id.clone(), c);
             }
             ReferenceRecord::Session(s) => {
-                self.sessions.insert(s.session_id.clone(), s);
+                self.sessions.insert(s.session_id, s);
             }
             other => return Err(format!("{} is not read by user-svc", other.event_type())),
         }
@@ -71,10 +71,10 @@ impl Directory {
     /// (a [`rejection`] code).
     pub fn resolve_session(
         &self,
-        session_id: &str,
+        session_id: SessionId,
         now_ms: i64,
     ) -> Result<UserProfile, &'static str> {
-        match self.sessions.get(session_id) {
+        match self.sessions.get(&session_id) {
             None => Err(rejection::UNKNOWN_SESSION),
             Some(session) if session.expires_at_ms <= now_ms => Err(rejection::EXPIRED_SESSION),
             Some(session) => Ok(self.profile(&session.customer_id)),
@@ -145,14 +145,14 @@ impl Authenticator {
 
     /// Ends a session at `at` (a logout); `None` if there is no such session.
     /// Derived from the request alone, so a redelivery writes the same record.
-    fn close_session(&self, session_id: &str, at: i64) -> Option<Session> {
+    fn close_session(&self, session_id: SessionId, at: i64) -> Option<Session> {
         let mut directory = self.directory.write().expect("directory lock");
-        let session = directory.sessions.get_mut(session_id)?;
+        let session = directory.sessions.get_mut(&session_id)?;
         session.expires_at_ms = session.expires_at_ms.min(at);
         Some(session.clone())
     }
 
-    fn session(&self, session_id: &str, now: i64) -> Verdict {
+    fn session(&self, session_id: SessionId, now: i64) -> Verdict {
         match self
             .directory
             .read()
@@ -171,8 +171,6 @@ impl RecordHandler for Authenticator {
             .decode()
             .map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let context = request.context;
-        RequestId::parse(&context.request_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
-        SessionId::parse(&context.session_id).map_err(|e| HandlerError::Invalid(e.to_string()))?;
         let now = now_ms();
         if context.expired(now) {
             tracing::debug!(request_id = %context.request_id, "past its deadline; skipped");
@@ -185,37 +183,37 @@ impl RecordHandler for Authenticator {
                 if let Verdict::Authenticated(user) = &verdict {
                     // Derived from the request alone, so a redelivery writes the same session.
                     let session = Session {
-                        session_id: context.session_id.clone(),
+                        session_id: context.session_id,
                         customer_id: user.customer_id.clone(),
                         opened_at_ms: context.requested_at_ms,
                         expires_at_ms: context.requested_at_ms + self.session_ttl_ms,
                     };
                     outputs.push(Outbound::reference(
                         &self.topics.sessions,
-                        &session.session_id,
+                        &session.session_id.to_string(),
                         &session,
                     ));
                     self.directory
                         .write()
                         .expect("directory lock")
                         .sessions
-                        .insert(session.session_id.clone(), session);
+                        .insert(session.session_id, session);
                 }
                 verdict
             }
             None if request.logout => {
                 if let Some(closed) =
-                    self.close_session(&context.session_id, context.requested_at_ms)
+                    self.close_session(context.session_id, context.requested_at_ms)
                 {
                     outputs.push(Outbound::reference(
                         &self.topics.sessions,
-                        &closed.session_id,
+                        &closed.session_id.to_string(),
                         &closed,
                     ));
                 }
                 Verdict::Rejected(rejection::LOGGED_OUT)
             }
-            None => self.session(&context.session_id, now),
+            None => self.session(context.session_id, now),
         };
         let (status, rejection, user) = match verdict {
             Verdict::Authenticated(user) => (Resolution::Authenticated, None, Some(user)),

@@ -19,7 +19,7 @@ use rdkafka::{
 };
 use serde::Serialize;
 use storefront_runtime::{EventProducer, KafkaSettings, Outbound, Telemetry};
-use storefront_schemas::{Product, RequestId};
+use storefront_schemas::{Product, RequestId, SessionId};
 
 /// page.requested, user.resolved, history.fetched (or ads.selected), page.completed.
 pub const CRITICAL_PATH_HOPS: u32 = 4;
@@ -97,8 +97,8 @@ pub async fn measure(
         tokio::time::sleep_until(intended.into()).await;
         let record = Outbound::event(
             &topic,
-            &n.to_string(),
-            &RequestId::new().to_string(),
+            SessionId::new(),
+            RequestId::new(),
             &Default::default(),
             &payload,
         );

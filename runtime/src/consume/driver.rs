@@ -342,7 +342,7 @@ pub async fn commit_and_close<C: rdkafka::consumer::ConsumerContext + 'static>(
 pub fn log_span(record: &Inbound) -> tracing::Span {
     tracing::info_span!(
         "record",
-        request_id = record.headers.request_id.as_deref().unwrap_or_default(),
+        request_id = record.headers.request_id.map(|id| id.to_string()).unwrap_or_default(),
         session_id = record.key_str().unwrap_or_default(),
         trace_id = %trace::trace_id(&record.trace),
         topic = %record.topic,
