@@ -23,12 +23,9 @@ use std::{
 };
 
 use opentelemetry::{trace::TraceContextExt, Context};
-use rdkafka::{
-    consumer::{Consumer, StreamConsumer},
-    Offset, TopicPartitionList,
-};
+use rdkafka::{consumer::Consumer, Offset, TopicPartitionList};
 use storefront_runtime::{
-    consume::{self, Commits, GroupContext, GroupOptions},
+    consume::{self, Commits, GroupConsumer, GroupOptions, StatefulDriver, StatefulHandler},
     health,
     offsets::OffsetTracker,
     service::{self, PRODUCER_WARM},
@@ -108,14 +105,14 @@ pub async fn start(
         commits: Commits::InTransactions,
         ..GroupOptions::at_least_once(SERVICE)
     };
-    let consumer = Arc::new(consume::group_consumer(
+    let driver = StatefulDriver::new(
         &settings.kafka,
         &telemetry,
         &options,
         &inputs(&topics),
         readiness.clone(),
         vec![ownership.clone()],
-    )?);
+    )?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
@@ -138,7 +135,7 @@ pub async fn start(
         settings: settings.kafka.clone(),
         loaded_generation: 0,
     };
-    tasks.spawn(aggregator.run(consumer, shutdown.clone()));
+    tasks.spawn(driver.run(aggregator, shutdown.clone()));
     let router = health::router(readiness.clone());
     let http_addr = service::serve_http(
         &mut tasks,
@@ -250,64 +247,108 @@ impl Retry {
 /// longer than this, so pending state is bounded in time.
 const MAX_PAGE_BUDGET_MS: i64 = 60_000;
 
-impl Aggregator {
-    async fn run(
-        mut self,
-        consumer: Arc<StreamConsumer<GroupContext>>,
-        shutdown: CancellationToken,
-    ) -> storefront_runtime::Result<()> {
-        loop {
-            // A revoke seen by the last poll is taken in before anything is
-            // committed: offsets and pages of the old assignment never go out.
-            self.catch_up_with_rebalances(&consumer).await?;
-            if self.committing.is_empty() && self.commit_due() {
-                self.start_commit(&consumer);
-            }
-            // While a transaction is under way the next one waits for it,
-            // not for a timer.
-            let next_commit = self
-                .committing
-                .is_empty()
-                .then(|| self.next_commit_ms())
-                .flatten();
-            let wake = [self.joins.next_deadline(), next_commit]
-                .into_iter()
-                .flatten()
-                .min();
-            let wait = wake.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                Some(done) = self.committing.join_next(), if !self.committing.is_empty() => {
-                    let done = done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
-                    self.committed(done, &consumer).await?;
-                }
-                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
-                    self.catch_up_with_rebalances(&consumer).await?;
-                    for ready in self.joins.expire(now_ms()) {
-                        self.telemetry.metrics().expired_joins.inc();
-                        tracing::info!(request_id = %ready.page.context.request_id, status = ?ready.page.status, missing = ?ready.page.missing, "deadline reached");
-                        self.emit(ready);
-                    }
-                    self.telemetry.metrics().pending_joins.set(self.joins.pending() as i64);
-                }
-                message = consumer.recv() => match message {
-                    Ok(message) => {
-                        let record = Inbound::from_message(&message);
-                        drop(message);
-                        self.catch_up_with_rebalances(&consumer).await?;
-                        self.take(record).await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            }
+impl StatefulHandler for Aggregator {
+    type Done = storefront_runtime::Result<Committed>;
+
+    /// Before handling anything after a rebalance: drops the joins, pages
+    /// and offsets of partitions revoked (even if given back since: another
+    /// owner may have answered their requests meanwhile), and after a new
+    /// assignment reads back what was answered lately (by this instance
+    /// before a restart, or by the partitions' earlier owner), so that
+    /// redelivered parts are not answered again.
+    async fn rebalanced(&mut self, consumer: &GroupConsumer) -> storefront_runtime::Result<()> {
+        self.drop_revoked();
+        let generation = consumer.context().assignment_generation();
+        if generation != self.loaded_generation {
+            self.read_back_answered().await?;
+            self.loaded_generation = generation;
+            self.rejoining = false;
         }
-        self.finish(consumer).await
+        Ok(())
     }
 
+    async fn record(&mut self, record: Inbound) {
+        self.take(record).await;
+    }
+
+    /// The next deadline, or the next transaction (unless one is under
+    /// way: the next one waits for it, not for a timer).
+    fn next_due_ms(&self) -> Option<i64> {
+        let next_commit = (self.committing.is_empty() && !self.rejoining)
+            .then(|| self.next_commit_ms())
+            .flatten();
+        [self.joins.next_deadline(), next_commit]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Answers the requests whose deadline has come with what they have,
+    /// and starts a transaction if one is due.
+    fn due(&mut self, consumer: &Arc<GroupConsumer>, now_ms: i64) {
+        for ready in self.joins.expire(now_ms) {
+            self.telemetry.metrics().expired_joins.inc();
+            tracing::info!(request_id = %ready.page.context.request_id, status = ?ready.page.status, missing = ?ready.page.missing, "deadline reached");
+            self.emit(ready);
+        }
+        self.telemetry
+            .metrics()
+            .pending_joins
+            .set(self.joins.pending() as i64);
+        if self.committing.is_empty() && self.commit_due() {
+            self.start_commit(consumer);
+        }
+    }
+
+    async fn background(&mut self) -> Self::Done {
+        match self.committing.join_next().await {
+            Some(done) => done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE)),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn background_done(
+        &mut self,
+        done: Self::Done,
+        consumer: &GroupConsumer,
+    ) -> storefront_runtime::Result<()> {
+        self.committed(done?, consumer).await
+    }
+
+    /// Stops: the transaction under way ends, what is ready goes out in a
+    /// last one, and the group is left without committing anything else.
+    async fn finish(mut self, consumer: &Arc<GroupConsumer>) -> storefront_runtime::Result<()> {
+        let last = async {
+            if !self.committing.is_empty() {
+                let done = self.background().await;
+                self.background_done(done, consumer).await?;
+            }
+            if !self.outbox.is_empty() || !self.to_commit.is_empty() {
+                self.retry.after_success();
+                self.start_commit(consumer);
+                let done = self.background().await;
+                self.background_done(done, consumer).await?;
+            }
+            Ok::<_, storefront_runtime::Error>(())
+        };
+        match tokio::time::timeout(TRANSACTION_TIMEOUT, last).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!(
+                "the last transaction did not end in time; its inputs will be redelivered"
+            ),
+        }
+        if !self.outbox.is_empty() || self.joins.pending() > 0 {
+            tracing::info!(
+                unsent = self.outbox.len(),
+                pending = self.joins.pending(),
+                "handing back pages and joins; their inputs are uncommitted and will be redelivered"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Aggregator {
     /// Joins one record, or dead-letters it.
     async fn take(&mut self, record: Inbound) {
         if self.rejoining {
@@ -347,48 +388,6 @@ impl Aggregator {
                 }
             }
         }
-    }
-
-    /// Stops: the transaction under way ends, what is ready goes out in a
-    /// last one, and the group is left without committing anything else.
-    async fn finish(
-        mut self,
-        consumer: Arc<StreamConsumer<GroupContext>>,
-    ) -> storefront_runtime::Result<()> {
-        let last = async {
-            if let Some(done) = self.committing.join_next().await {
-                let done = done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
-                self.committed(done, &consumer).await?;
-            }
-            if !self.outbox.is_empty() || !self.to_commit.is_empty() {
-                self.retry.after_success();
-                self.start_commit(&consumer);
-                if let Some(done) = self.committing.join_next().await {
-                    let done =
-                        done.map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
-                    self.committed(done, &consumer).await?;
-                }
-            }
-            Ok::<_, storefront_runtime::Error>(())
-        };
-        match tokio::time::timeout(TRANSACTION_TIMEOUT, last).await {
-            Ok(result) => result?,
-            Err(_) => tracing::warn!(
-                "the last transaction did not end in time; its inputs will be redelivered"
-            ),
-        }
-        if !self.outbox.is_empty() || self.joins.pending() > 0 {
-            tracing::info!(
-                unsent = self.outbox.len(),
-                pending = self.joins.pending(),
-                "handing back pages and joins; their inputs are uncommitted and will be redelivered"
-            );
-        }
-        // Leaves the group; the offsets went with the transactions.
-        tokio::task::spawn_blocking(move || drop(consumer))
-            .await
-            .map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))?;
-        Ok(())
     }
 
     /// Decodes, validates and joins one record.
@@ -459,39 +458,34 @@ impl Aggregator {
             .add(context, part, arrival, source_of(record), now))
     }
 
-    /// Before handling anything after a rebalance: drops the joins, pages
-    /// and offsets of partitions revoked (even if given back since: another
-    /// owner may have answered their requests meanwhile), and after a new
-    /// assignment reads back what was answered lately (by this instance
-    /// before a restart, or by the partitions' earlier owner), so that
-    /// redelivered parts are not answered again.
-    async fn catch_up_with_rebalances(
-        &mut self,
-        consumer: &StreamConsumer<GroupContext>,
-    ) -> storefront_runtime::Result<()> {
+    /// Drops the joins, pages and offsets of the partitions revoked since
+    /// last asked.
+    fn drop_revoked(&mut self) {
         let revoked = self.ownership.take_revoked();
-        if !revoked.is_empty() {
-            let kept = |p: i32| !revoked.contains(&p);
-            let handed_back = self.joins.retain_partitions(kept);
-            self.tracker.retain_partitions(|_, p| kept(p));
-            self.to_commit.retain(|(_, p), _| kept(*p));
-            let unsent = self.outbox.len();
-            let (outbox, given_up) = std::mem::take(&mut self.outbox)
-                .into_iter()
-                .partition(|page| kept(page.partition));
-            self.outbox = outbox;
-            self.give_up(given_up, "its partition was revoked");
-            tracing::info!(
-                handed_back,
-                unsent_dropped = unsent - self.outbox.len(),
-                ?revoked,
-                "joins of revoked partitions handed back"
-            );
+        if revoked.is_empty() {
+            return;
         }
-        let generation = consumer.context().assignment_generation();
-        if generation == self.loaded_generation {
-            return Ok(());
-        }
+        let kept = |p: i32| !revoked.contains(&p);
+        let handed_back = self.joins.retain_partitions(kept);
+        self.tracker.retain_partitions(|_, p| kept(p));
+        self.to_commit.retain(|(_, p), _| kept(*p));
+        let unsent = self.outbox.len();
+        let (outbox, given_up) = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .partition(|page| kept(page.partition));
+        self.outbox = outbox;
+        self.give_up(given_up, "its partition was revoked");
+        tracing::info!(
+            handed_back,
+            unsent_dropped = unsent - self.outbox.len(),
+            ?revoked,
+            "joins of revoked partitions handed back"
+        );
+    }
+
+    /// Reads back from `page.completed` the requests answered lately, and
+    /// forgets their joins.
+    async fn read_back_answered(&mut self) -> storefront_runtime::Result<()> {
         let (settings, topic) = (self.settings.clone(), self.topics.page_completed.clone());
         let since = Since::Timestamp(now_ms() - join::REMEMBER_EMITTED_MS);
         let answered = tokio::task::spawn_blocking(move || {
@@ -519,8 +513,6 @@ impl Aggregator {
             }
         }
         tracing::info!(answered = count, "read back the requests answered lately");
-        self.loaded_generation = generation;
-        self.rejoining = false;
         Ok(())
     }
 
@@ -592,7 +584,7 @@ impl Aggregator {
     }
 
     /// Starts one transaction with every waiting page and offset.
-    fn start_commit(&mut self, consumer: &Arc<StreamConsumer<GroupContext>>) {
+    fn start_commit(&mut self, consumer: &Arc<GroupConsumer>) {
         let pages = std::mem::take(&mut self.outbox);
         let offsets: Vec<((String, i32), i64)> = self
             .to_commit
@@ -609,7 +601,7 @@ impl Aggregator {
     async fn committed(
         &mut self,
         done: Committed,
-        consumer: &StreamConsumer<GroupContext>,
+        consumer: &GroupConsumer,
     ) -> storefront_runtime::Result<()> {
         self.give_up(done.dropped, "its partition changed hands");
         match done.result {
@@ -689,7 +681,7 @@ impl Aggregator {
 fn commit(
     producer: &EventProducer,
     ownership: &Ownership,
-    consumer: &StreamConsumer<GroupContext>,
+    consumer: &GroupConsumer,
     pages: Vec<Outgoing>,
     offsets: Vec<((String, i32), i64)>,
 ) -> Committed {

@@ -1,7 +1,8 @@
 //! The consume driver against the real broker: each session's records are
 //! handled in the order Kafka delivered them while sessions run at once,
 //! and a member giving partitions up finishes what it started and commits
-//! it, so the next owner handles nothing twice.
+//! it, so the next owner handles nothing twice. The stateful form gets
+//! each partition's records in order and is woken when it asked to be.
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 
@@ -13,7 +14,10 @@ use storefront_e2e::{
     driver_load::{start_member, write_steps, Member, Recorder, SESSIONS, STEPS},
     eventually, fresh_namespace,
 };
-use storefront_runtime::{consume::PARTITIONS_ASSIGNED, topics, KafkaSettings, Readiness};
+use storefront_runtime::{
+    consume::{GroupConsumer, StatefulDriver, StatefulHandler, PARTITIONS_ASSIGNED},
+    topics, KafkaSettings, Readiness,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A fresh namespace whose input topic holds `steps` of every session.
@@ -175,4 +179,140 @@ async fn a_member_giving_partitions_up_finishes_and_commits_what_it_started() {
     assert!(by_second > 0, "the second member got no partition");
     drop(seen);
     assert_each_session_handled_once_in_order(&recorder);
+}
+
+/// A stateful handler: gathers records and, 100 ms after the first of a
+/// batch, hands the batch to background work that writes it down.
+struct Batches {
+    gathered: Vec<(String, usize)>,
+    due_ms: Option<i64>,
+    writing: tokio::task::JoinSet<Vec<(String, usize)>>,
+    log: Arc<BatchLog>,
+}
+
+#[derive(Default)]
+struct BatchLog {
+    written: std::sync::Mutex<Vec<(String, usize)>>,
+    /// Wakes before the time the handler named.
+    early_wakes: std::sync::atomic::AtomicUsize,
+    batches: std::sync::atomic::AtomicUsize,
+    /// The assignment generation the handler last saw.
+    generation: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl StatefulHandler for Batches {
+    type Done = Vec<(String, usize)>;
+
+    async fn rebalanced(&mut self, consumer: &GroupConsumer) -> storefront_runtime::Result<()> {
+        let generation = consumer.context().assignment_generation();
+        self.log.generation.store(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn record(&mut self, record: storefront_runtime::Inbound) {
+        let session = record.key_str().unwrap().to_owned();
+        let step = std::str::from_utf8(record.payload.as_deref().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.gathered.push((session, step));
+        self.due_ms
+            .get_or_insert(storefront_schemas::now_ms() + 100);
+    }
+
+    fn next_due_ms(&self) -> Option<i64> {
+        self.due_ms.filter(|_| self.writing.is_empty())
+    }
+
+    fn due(&mut self, _: &Arc<GroupConsumer>, now_ms: i64) {
+        if self.due_ms.is_some_and(|due| due > now_ms) {
+            self.log.early_wakes.fetch_add(1, Ordering::SeqCst);
+        }
+        self.due_ms = None;
+        let batch = std::mem::take(&mut self.gathered);
+        self.writing.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            batch
+        });
+    }
+
+    async fn background(&mut self) -> Self::Done {
+        match self.writing.join_next().await {
+            Some(batch) => batch.unwrap(),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn background_done(
+        &mut self,
+        batch: Self::Done,
+        _: &GroupConsumer,
+    ) -> storefront_runtime::Result<()> {
+        self.log.batches.fetch_add(1, Ordering::SeqCst);
+        self.log.written.lock().unwrap().extend(batch);
+        Ok(())
+    }
+
+    async fn finish(mut self, _: &Arc<GroupConsumer>) -> storefront_runtime::Result<()> {
+        while let Some(batch) = self.writing.join_next().await {
+            self.log.written.lock().unwrap().extend(batch.unwrap());
+        }
+        let rest = std::mem::take(&mut self.gathered);
+        self.log.written.lock().unwrap().extend(rest);
+        self.log.finished.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_handler_gets_records_in_order_and_is_woken_when_due() {
+    let (kafka, topic) = topic_with_steps(0..STEPS).await;
+    let log = Arc::new(BatchLog::default());
+    let handler = Batches {
+        gathered: Vec::new(),
+        due_ms: None,
+        writing: tokio::task::JoinSet::new(),
+        log: log.clone(),
+    };
+    let driver = StatefulDriver::new(
+        &kafka,
+        &storefront_runtime::Telemetry::local("driver-test"),
+        &storefront_runtime::consume::GroupOptions::at_least_once("stateful"),
+        &[&topic],
+        Readiness::new(&[]),
+        Vec::new(),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(driver.run(handler, shutdown.clone()));
+    let all = eventually(Duration::from_secs(60), || async {
+        (log.written.lock().unwrap().len() >= SESSIONS * STEPS).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert!(
+        all.is_some(),
+        "written {}",
+        log.written.lock().unwrap().len()
+    );
+
+    // Every record once, each session's in the order written; written by
+    // the background work the wakes started, none of them early.
+    let mut by_session: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for (session, step) in log.written.lock().unwrap().iter() {
+        by_session.entry(session.clone()).or_default().push(*step);
+    }
+    assert_eq!(by_session.len(), SESSIONS);
+    for (session, steps) in &by_session {
+        assert_eq!(steps, &(0..STEPS).collect::<Vec<_>>(), "{session}");
+    }
+    assert!(log.batches.load(Ordering::SeqCst) > 0);
+    assert_eq!(log.early_wakes.load(Ordering::SeqCst), 0);
+    assert!(
+        log.generation.load(Ordering::SeqCst) > 0,
+        "saw the assignment"
+    );
+    assert!(log.finished.load(Ordering::SeqCst));
 }

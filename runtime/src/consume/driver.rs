@@ -318,7 +318,7 @@ impl GroupListener for Schedule {
 }
 
 /// Commits stored offsets and leaves the group, off the async threads.
-pub async fn commit_and_close<C: rdkafka::consumer::ConsumerContext + 'static>(
+pub(super) async fn commit_and_close<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: Arc<StreamConsumer<C>>,
 ) {
     let committed = tokio::task::spawn_blocking(move || {

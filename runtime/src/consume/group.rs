@@ -151,7 +151,7 @@ impl ConsumerContext for GroupContext {
 
 /// Builds a group consumer named and measured for `telemetry`'s service,
 /// subscribed to `topics`, telling `listeners` of rebalances.
-pub fn group_consumer(
+pub(super) fn group_consumer(
     settings: &KafkaSettings,
     telemetry: &Telemetry,
     options: &GroupOptions,
