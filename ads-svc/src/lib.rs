@@ -1,5 +1,6 @@
 //! ads-svc: on every authenticated `user.resolved`, picks products to
-//! advertise (co-purchase counts from the orders topic, best-sellers as a
+//! advertise (bought together with the user's recent purchases more than
+//! their popularity explains, from the orders topic; best-sellers as a
 //! fallback), says why each was chosen, and emits `ads.selected`. Runs in
 //! parallel with history-svc.
 
@@ -15,15 +16,15 @@ use storefront_runtime::{
     service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
     RunningService, Telemetry, TelemetrySettings, Topics,
 };
-use storefront_schemas::{Ad, AdsSelected};
+use storefront_schemas::{Ad, AdsSelected, Order, Product};
 use tokio_util::sync::CancellationToken;
 
-use crate::ranking::{select_ads, CoPurchases};
+use crate::ranking::{rank, CoPurchases, Method, Pick};
 
 /// Ads on one page.
 pub const ADS_PER_PAGE: usize = 4;
 /// Recent purchases the ranking starts from.
-const ANCHORS: usize = 5;
+pub const ANCHORS: usize = 5;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "ads-svc", about = "Chooses ads for the storefront page")]
@@ -82,7 +83,7 @@ fn parse_fraction(value: &str) -> Result<f64, String> {
     }
 }
 
-/// What ads are chosen from: the purchase history and co-purchase counts,
+/// What ads are chosen from: the purchase history and co-purchases,
 /// folded from the catalog and orders topics.
 #[derive(Debug, Default)]
 pub struct AdsModel {
@@ -100,8 +101,29 @@ impl AdsModel {
         Ok(())
     }
 
+    /// Adds a product to the catalog.
+    pub fn add_product(&mut self, product: Product) {
+        self.history.catalog.apply(product);
+    }
+
+    /// Adds an order; one already known changes nothing.
+    pub fn add_order(&mut self, order: &Order) {
+        if self.history.orders.apply(order) {
+            self.co_purchases.apply(order);
+        }
+    }
+
     /// The page's ads for `customer_id`, ranked from their recent purchases.
     pub fn select(&mut self, customer_id: &str) -> Vec<Ad> {
+        self.rank(Method::Lists, customer_id)
+            .into_iter()
+            .map(|pick| pick.ad)
+            .collect()
+    }
+
+    /// The page's ads for `customer_id` ranked by `method`, with the
+    /// purchase each is shown for.
+    pub fn rank(&mut self, method: Method, customer_id: &str) -> Vec<Pick> {
         let recent: Vec<String> = self
             .history
             .orders
@@ -109,7 +131,8 @@ impl AdsModel {
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        select_ads(
+        rank(
+            method,
             customer_id,
             &recent,
             &self.history.catalog,
@@ -117,6 +140,12 @@ impl AdsModel {
             &mut self.co_purchases,
             ADS_PER_PAGE,
         )
+    }
+
+    /// Pages ranked by scanning every partner because the lists could not
+    /// prove their answer.
+    pub fn scans(&self) -> u64 {
+        self.co_purchases.scans()
     }
 }
 

@@ -40,6 +40,18 @@ pub struct SeedConfig {
     pub hash_memory_kib: u32,
 }
 
+/// The default data set: what `storefront seed` makes without flags.
+impl Default for SeedConfig {
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct SeedOnly {
+            #[command(flatten)]
+            seed: SeedConfig,
+        }
+        storefront_runtime::settings::defaults::<SeedOnly>(&[]).seed
+    }
+}
+
 impl SeedConfig {
     /// A data set small enough for tests.
     pub fn small() -> Self {

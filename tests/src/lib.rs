@@ -2,6 +2,7 @@
 //! topic namespace per test stack, the five services started in-process on
 //! free ports, and helpers to call the gateway and read topics back.
 
+pub mod ads_world;
 pub mod driver_load;
 pub mod python;
 pub mod sse;
