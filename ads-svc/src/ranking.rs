@@ -255,29 +255,6 @@ pub struct Pick {
     pub anchor: Option<String>,
 }
 
-/// Ranks up to `limit` ads for `customer_id` from their `recent` purchases.
-pub fn select_ads(
-    customer_id: &str,
-    recent: &[String],
-    catalog: &Catalog,
-    orders: &OrderBook,
-    co: &mut CoPurchases,
-    limit: usize,
-) -> Vec<Ad> {
-    rank(
-        Method::Lists,
-        customer_id,
-        recent,
-        catalog,
-        orders,
-        co,
-        limit,
-    )
-    .into_iter()
-    .map(|pick| pick.ad)
-    .collect()
-}
-
 /// Ranks up to `limit` ads for `customer_id` by `method`, with what each is shown for.
 pub fn rank(
     method: Method,
@@ -456,6 +433,27 @@ mod tests {
 
     fn ids(ads: &[Ad]) -> Vec<&str> {
         ads.iter().map(|a| a.product_id.as_str()).collect()
+    }
+
+    /// The ads ads-svc shows `customer_id`, from the lists.
+    fn select_ads(
+        customer_id: &str,
+        recent: &[String],
+        catalog: &Catalog,
+        orders: &OrderBook,
+        co: &mut CoPurchases,
+        limit: usize,
+    ) -> Vec<Ad> {
+        let picks = rank(
+            Method::Lists,
+            customer_id,
+            recent,
+            catalog,
+            orders,
+            co,
+            limit,
+        );
+        picks.into_iter().map(|pick| pick.ad).collect()
     }
 
     /// The demo's case: a best-seller bought with everything, and a product

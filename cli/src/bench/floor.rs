@@ -19,7 +19,7 @@ use rdkafka::{
 };
 use serde::Serialize;
 use storefront_runtime::{EventProducer, KafkaSettings, Outbound, Telemetry};
-use storefront_schemas::{Product, RequestId, SessionId};
+use storefront_schemas::{Product, RequestId};
 
 /// page.requested, user.resolved, history.fetched (or ads.selected), page.completed.
 pub const CRITICAL_PATH_HOPS: u32 = 4;
@@ -61,7 +61,7 @@ pub async fn measure(
         assignment.add_partition_offset(&topic, p, Offset::End)?;
     }
     consumer.assign(&assignment)?;
-    // Each record's payload is its sequence number; its intended send time is known.
+    // Each record's key is its sequence number; its intended send time is known.
     let stop = Arc::new(AtomicBool::new(false));
     let arrivals = {
         let stop = stop.clone();
@@ -95,13 +95,9 @@ pub async fn measure(
     for n in 0..count {
         let intended = started + interval * n as u32;
         tokio::time::sleep_until(intended.into()).await;
-        let record = Outbound::event(
-            &topic,
-            SessionId::new(),
-            RequestId::new(),
-            &Default::default(),
-            &payload,
-        );
+        // Keyed by its sequence number, with a request id like a request's.
+        let mut record = Outbound::reference(&topic, &n.to_string(), &payload);
+        record.headers.request_id = Some(RequestId::new());
         let producer = producer.clone();
         sends.spawn(async move { producer.send(&record).await.map(|_| ()) });
     }
