@@ -400,65 +400,81 @@ mod tests {
 
     use super::*;
 
+    /// A catalog, an order book and their co-purchases.
+    struct World {
+        catalog: Catalog,
+        book: OrderBook,
+        co: CoPurchases,
+    }
+
+    impl World {
+        fn add(&mut self, order: &Order) {
+            if self.book.apply(order) {
+                self.co.apply(order);
+            }
+        }
+
+        /// The ids of `customer_id`'s ads by `method`, from `recent`.
+        fn ads(
+            &mut self,
+            method: Method,
+            customer_id: &str,
+            recent: &[&str],
+            limit: usize,
+        ) -> Vec<Ad> {
+            let recent: Vec<String> = recent.iter().map(|p| p.to_string()).collect();
+            let (catalog, book) = (&self.catalog, &self.book);
+            let picks = rank(
+                method,
+                customer_id,
+                &recent,
+                catalog,
+                book,
+                &mut self.co,
+                limit,
+            );
+            picks.into_iter().map(|pick| pick.ad).collect()
+        }
+    }
+
     /// Products `p-a`... and `orders` of (customer, products), each order
     /// repeated as many times as its count says.
-    fn world(orders: &[(&str, &[&str], usize)]) -> (Catalog, OrderBook, CoPurchases) {
-        let mut catalog = Catalog::default();
+    fn world(orders: &[(&str, &[&str], usize)]) -> World {
+        let mut world = World {
+            catalog: Catalog::default(),
+            book: OrderBook::default(),
+            co: CoPurchases::default(),
+        };
         for id in ["p-a", "p-b", "p-c", "p-d", "p-e", "p-f", "p-kite"] {
-            catalog.apply(Product {
+            world.catalog.apply(Product {
                 product_id: id.into(),
                 name: format!("Product {id}"),
                 category: "c".into(),
                 price_cents: 100,
             });
         }
-        let (mut book, mut co) = (OrderBook::default(), CoPurchases::default());
         let mut n = 0;
         for (customer, products, times) in orders {
             for _ in 0..*times {
                 n += 1;
-                let order = Order {
+                world.add(&Order {
                     order_id: format!("o{n}"),
                     customer_id: customer.to_string(),
                     ordered_at_ms: n,
                     product_ids: products.iter().map(|p| p.to_string()).collect(),
-                };
-                if book.apply(&order) {
-                    co.apply(&order);
-                }
+                });
             }
         }
-        (catalog, book, co)
+        world
     }
 
     fn ids(ads: &[Ad]) -> Vec<&str> {
         ads.iter().map(|a| a.product_id.as_str()).collect()
     }
 
-    /// The ads ads-svc shows `customer_id`, from the lists.
-    fn select_ads(
-        customer_id: &str,
-        recent: &[String],
-        catalog: &Catalog,
-        orders: &OrderBook,
-        co: &mut CoPurchases,
-        limit: usize,
-    ) -> Vec<Ad> {
-        let picks = rank(
-            Method::Lists,
-            customer_id,
-            recent,
-            catalog,
-            orders,
-            co,
-            limit,
-        );
-        picks.into_iter().map(|pick| pick.ad).collect()
-    }
-
     /// The demo's case: a best-seller bought with everything, and a product
     /// bought mostly with what the user bought.
-    fn kite_world() -> (Catalog, OrderBook, CoPurchases) {
+    fn kite_world() -> World {
         world(&[
             ("c-other", &["p-a", "p-kite"], 6),
             ("c-other", &["p-kite"], 100),
@@ -470,9 +486,8 @@ mod tests {
 
     #[test]
     fn cosine_ranks_what_is_bought_with_the_purchase_above_what_sells_anyway() {
-        let (catalog, book, mut co) = kite_world();
-        let recent = ["p-a".to_owned()];
-        let ads = select_ads("c-me", &recent, &catalog, &book, &mut co, 2);
+        let mut w = kite_world();
+        let ads = w.ads(Method::Lists, "c-me", &["p-a"], 2);
         assert_eq!(ids(&ads), ["p-d", "p-kite"]);
         assert!(
             ads[0].reason.contains("Product p-a") && ads[0].reason.contains("5 orders"),
@@ -480,27 +495,18 @@ mod tests {
             ads[0].reason
         );
         // By raw counts (the ranking before), the kite came first.
-        let by_count = rank(
-            Method::Scan(Score::Count),
-            "c-me",
-            &recent,
-            &catalog,
-            &book,
-            &mut co,
-            2,
-        );
-        let by_count: Vec<Ad> = by_count.into_iter().map(|p| p.ad).collect();
+        let by_count = w.ads(Method::Scan(Score::Count), "c-me", &["p-a"], 2);
         assert_eq!(ids(&by_count), ["p-kite", "p-d"]);
     }
 
     #[test]
     fn pairs_below_the_minimum_support_do_not_count_and_best_sellers_fill_in() {
-        let (catalog, book, mut co) = world(&[
+        let mut w = world(&[
             ("c-other", &["p-a", "p-b"], 2),
             ("c-other", &["p-e"], 4),
             ("c-me", &["p-a"], 1),
         ]);
-        let ads = select_ads("c-me", &["p-a".to_owned()], &catalog, &book, &mut co, 2);
+        let ads = w.ads(Method::Lists, "c-me", &["p-a"], 2);
         assert_eq!(ids(&ads), ["p-e", "p-b"]);
         assert!(
             ads[0].reason.starts_with("Best-seller"),
@@ -511,20 +517,19 @@ mod tests {
 
     #[test]
     fn what_the_user_bought_is_left_out() {
-        let (catalog, book, mut co) = world(&[
+        let mut w = world(&[
             ("c-other", &["p-a", "p-c"], 4),
             ("c-other", &["p-a", "p-d"], 3),
             ("c-me", &["p-a"], 1),
             ("c-me", &["p-c"], 1),
         ]);
-        let ads = select_ads("c-me", &["p-a".to_owned()], &catalog, &book, &mut co, 1);
-        assert_eq!(ids(&ads), ["p-d"]);
+        assert_eq!(ids(&w.ads(Method::Lists, "c-me", &["p-a"], 1)), ["p-d"]);
     }
 
     #[test]
     fn a_user_with_no_history_gets_best_sellers() {
-        let (catalog, book, mut co) = world(&[("c-1", &["p-e", "p-f"], 1), ("c-2", &["p-e"], 1)]);
-        let ads = select_ads("c-new", &[], &catalog, &book, &mut co, 2);
+        let mut w = world(&[("c-1", &["p-e", "p-f"], 1), ("c-2", &["p-e"], 1)]);
+        let ads = w.ads(Method::Lists, "c-new", &[], 2);
         assert_eq!(ids(&ads), ["p-e", "p-f"]);
         assert!(ads[0]
             .reason
@@ -533,26 +538,17 @@ mod tests {
 
     #[test]
     fn a_new_order_brings_the_lists_it_changes_up_to_date() {
-        let (catalog, mut book, mut co) = kite_world();
-        let recent = ["p-a".to_owned()];
-        assert_eq!(
-            ids(&select_ads("c-me", &recent, &catalog, &book, &mut co, 1)),
-            ["p-d"]
-        );
+        let mut w = kite_world();
+        assert_eq!(ids(&w.ads(Method::Lists, "c-me", &["p-a"], 1)), ["p-d"]);
         // p-d becomes a best-seller too: it sells a lot without p-a.
         for n in 0..400 {
-            let order = Order {
+            w.add(&Order {
                 order_id: format!("late-{n}"),
                 customer_id: "c-other".into(),
                 ordered_at_ms: 10_000 + n,
                 product_ids: vec!["p-d".into()],
-            };
-            book.apply(&order);
-            co.apply(&order);
+            });
         }
-        assert_eq!(
-            ids(&select_ads("c-me", &recent, &catalog, &book, &mut co, 1)),
-            ["p-kite"]
-        );
+        assert_eq!(ids(&w.ads(Method::Lists, "c-me", &["p-a"], 1)), ["p-kite"]);
     }
 }
