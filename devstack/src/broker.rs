@@ -659,6 +659,12 @@ rootLogger.appenderRef.file.ref=file
 # Keeps the \"Kafka Server started\" line.
 logger.server.name=kafka.server.KafkaRaftServer
 logger.server.level=INFO
+# When a group or transaction coordinator is elected, loads and resigns:
+# the evidence when a client waits on one after a fault.
+logger.coordinator.name=org.apache.kafka.coordinator
+logger.coordinator.level=INFO
+logger.transactions.name=kafka.coordinator.transaction
+logger.transactions.level=INFO
 ",
         log.display()
     )
