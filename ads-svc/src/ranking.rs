@@ -124,8 +124,8 @@ impl CoPurchases {
         key
     }
 
-    fn score(&self, kind: Score, a: Key, b: Key) -> Option<f64> {
-        let together = *self.together[a as usize].get(&b)?;
+    /// The score of `b` against `a`, which were bought together in `together` orders.
+    fn score(&self, kind: Score, a: Key, b: Key, together: u32) -> Option<f64> {
         kind.of(
             together,
             self.orders_with[a as usize],
@@ -141,8 +141,10 @@ impl CoPurchases {
                 self.listed_in[old as usize].remove(&product);
             }
             let mut best: Vec<(f64, Key)> = self.together[p]
-                .keys()
-                .filter_map(|&b| Some((self.score(Score::Cosine, product, b)?, b)))
+                .iter()
+                .filter_map(|(&b, &together)| {
+                    Some((self.score(Score::Cosine, product, b, together)?, b))
+                })
                 .collect();
             let by_score = |x: &(f64, Key), y: &(f64, Key)| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1));
             if best.len() > TOP_PARTNERS {
@@ -173,10 +175,12 @@ impl CoPurchases {
     fn candidate(&self, kind: Score, anchors: &[Key], candidate: Key) -> Option<Candidate> {
         let mut scored: Option<Candidate> = None;
         for &anchor in anchors {
-            let Some(score) = self.score(kind, anchor, candidate) else {
+            let Some(&together) = self.together[anchor as usize].get(&candidate) else {
                 continue;
             };
-            let together = self.together[anchor as usize][&candidate];
+            let Some(score) = self.score(kind, anchor, candidate, together) else {
+                continue;
+            };
             let c = scored.get_or_insert(Candidate {
                 key: candidate,
                 score: 0.0,
