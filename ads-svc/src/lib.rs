@@ -8,13 +8,13 @@ pub mod ranking;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, RwLock},
 };
 
 use storefront_read_models::{authenticated_user, PurchaseHistory};
 use storefront_runtime::{
-    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
-    RunningService, Telemetry, TelemetrySettings, Topics,
+    service::StreamService, HandlerError, Inbound, InstanceSettings, KafkaSettings, Outbound,
+    ReadModel, RecordHandler, RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{Ad, AdsSelected, Order, Product};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,8 @@ pub struct Settings {
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8083")]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub instance: InstanceSettings,
     #[command(flatten)]
     pub inject_delay: InjectDelay,
 }
@@ -85,22 +87,30 @@ fn parse_fraction(value: &str) -> Result<f64, String> {
 
 /// What ads are chosen from: the purchase history and co-purchases,
 /// folded from the catalog and orders topics.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AdsModel {
     history: PurchaseHistory,
     co_purchases: CoPurchases,
 }
 
-impl AdsModel {
+impl ReadModel for AdsModel {
+    const LAYOUT: &'static str = "ads: purchase history 2, co-purchases 1";
+
     /// Folds a record of the catalog or the
     /// orders topic; says why a record is bad.
-    pub fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
+    fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
         if let Some(new_order) = self.history.apply(record, topics)? {
             self.co_purchases.apply(&new_order);
         }
         Ok(())
     }
 
+    fn restored(&mut self) {
+        self.co_purchases.restored();
+    }
+}
+
+impl AdsModel {
     /// Adds a product to the catalog.
     pub fn add_product(&mut self, product: Product) {
         self.history.catalog.apply(product);
@@ -150,7 +160,7 @@ impl AdsModel {
 }
 
 struct AdsHandler {
-    model: Arc<Mutex<AdsModel>>,
+    model: Arc<RwLock<AdsModel>>,
     topics: Topics,
     inject_delay: InjectDelay,
 }
@@ -162,7 +172,7 @@ impl RecordHandler for AdsHandler {
         };
         let ads = self
             .model
-            .lock()
+            .write()
             .expect("read model lock")
             .select(&user.customer_id);
         self.inject_delay.apply().await;
@@ -186,19 +196,14 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
-    let model = Arc::new(Mutex::new(AdsModel::default()));
-    let (fold, reference_topics) = (model.clone(), topics.clone());
-    let apply_reference = move |record: &Inbound| -> Result<(), String> {
-        fold.lock()
-            .expect("read model lock")
-            .apply(record, &reference_topics)
-    };
+    let model = Arc::new(RwLock::new(AdsModel::default()));
     let service = StreamService {
         name: "ads-svc",
         http_addr: settings.http_addr,
         inputs: vec![topics.user_resolved.clone()],
         reference_topics: vec![topics.catalog.clone(), topics.orders.clone()],
-        apply_reference,
+        model: model.clone(),
+        instance: settings.instance,
         handler: Arc::new(AdsHandler {
             model,
             topics,
@@ -208,4 +213,15 @@ pub async fn start(
         telemetry: Telemetry::new("ads-svc", &settings.telemetry)?,
     };
     Ok(service.start(&settings.kafka, shutdown).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ads_layout_names_the_purchase_history_layout_it_holds() {
+        // A new form of the history is a new form of the ads model too.
+        assert!(AdsModel::LAYOUT.contains(PurchaseHistory::LAYOUT));
+    }
 }

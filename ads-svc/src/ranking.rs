@@ -57,24 +57,30 @@ impl Score {
 }
 
 /// A product's best partners, best first.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Partners {
     best: Vec<(f64, Key)>,
     stale: bool,
 }
 
 /// How often products were bought together, and alone, and each product's
-/// best partners.
-#[derive(Debug, Default)]
+/// best partners. A checkpoint keeps the counts; the lists, derived from
+/// them, are rebuilt as they are read.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CoPurchases {
+    #[serde(skip)]
     keys: FxHashMap<String, Key>,
     ids: Vec<String>,
     orders_with: Vec<u32>,
     together: Vec<FxHashMap<Key, u32>>,
+    #[serde(skip)]
     top: Vec<Partners>,
     /// Per product, the products whose best partners include it.
+    #[serde(skip)]
     listed_in: Vec<FxHashSet<Key>>,
+    #[serde(skip)]
     best_sellers: Option<Vec<(Key, u32)>>,
+    #[serde(skip)]
     scans: u64,
 }
 
@@ -98,6 +104,24 @@ impl CoPurchases {
                 self.top[holder as usize].stale = true;
             }
         }
+        self.best_sellers = None;
+    }
+
+    /// After a restore of the counts alone: every product numbered as
+    /// before, every list stale, listed nowhere.
+    pub fn restored(&mut self) {
+        let products = self.ids.len();
+        self.keys = (0..products as Key)
+            .map(|key| (self.ids[key as usize].clone(), key))
+            .collect();
+        self.top = vec![
+            Partners {
+                best: Vec::new(),
+                stale: true,
+            };
+            products
+        ];
+        self.listed_in = vec![FxHashSet::default(); products];
         self.best_sellers = None;
     }
 

@@ -2,12 +2,13 @@
 //! read models, folded from the same topics by the same reference reader,
 //! and the functions the real services answer with.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use ads_svc::{AdsModel, InjectDelay};
 use storefront_read_models::{recent_purchases, PurchaseHistory};
 use storefront_runtime::{
-    DeadLetters, EventProducer, Inbound, KafkaSettings, Readiness, ReferenceReader, Telemetry,
+    DeadLetters, EventProducer, InstanceSettings, KafkaSettings, ReadModel, Readiness,
+    ReferenceReader, Telemetry,
 };
 use storefront_schemas::{now_ms, CustomerId, SessionId};
 use tokio::task::JoinSet;
@@ -72,7 +73,7 @@ impl History {
 /// ads-svc's read model, and its fault injection.
 #[derive(Clone)]
 pub(crate) struct Ads {
-    model: Arc<Mutex<AdsModel>>,
+    model: Arc<RwLock<AdsModel>>,
     inject_delay: InjectDelay,
 }
 
@@ -83,7 +84,7 @@ impl Ads {
         let picked_up_at_ms = now_ms();
         let ads = self
             .model
-            .lock()
+            .write()
             .expect("read model lock")
             .select(customer.as_str());
         self.inject_delay.apply().await;
@@ -118,6 +119,7 @@ impl Backend {
         let topics = settings.kafka.topics();
         let follow = Follow {
             kafka: &settings.kafka,
+            instance: &settings.instance,
             telemetry,
             readiness,
             tasks,
@@ -126,33 +128,25 @@ impl Backend {
         Ok(match role {
             Role::User => {
                 let directory = Arc::new(RwLock::new(Directory::default()));
-                let (fold, t) = (directory.clone(), topics.clone());
                 follow.spawn(
                     vec![topics.customers.clone(), topics.sessions.clone()],
-                    move |record| fold.write().expect("directory lock").apply(record, &t),
+                    directory.clone(),
                 )?;
                 Self::Users(Users(directory))
             }
             Role::History => {
                 let model = Arc::new(RwLock::new(PurchaseHistory::default()));
-                let (fold, t) = (model.clone(), topics.clone());
                 follow.spawn(
                     vec![topics.catalog.clone(), topics.orders.clone()],
-                    move |record| {
-                        fold.write()
-                            .expect("read model lock")
-                            .apply(record, &t)
-                            .map(drop)
-                    },
+                    model.clone(),
                 )?;
                 Self::History(History(model))
             }
             Role::Ads => {
-                let model = Arc::new(Mutex::new(AdsModel::default()));
-                let (fold, t) = (model.clone(), topics.clone());
+                let model = Arc::new(RwLock::new(AdsModel::default()));
                 follow.spawn(
                     vec![topics.catalog.clone(), topics.orders.clone()],
-                    move |record| fold.lock().expect("read model lock").apply(record, &t),
+                    model.clone(),
                 )?;
                 Self::Ads(Ads {
                     model,
@@ -167,6 +161,7 @@ impl Backend {
 /// What a reference reader needs.
 struct Follow<'a> {
     kafka: &'a KafkaSettings,
+    instance: &'a InstanceSettings,
     telemetry: &'a Telemetry,
     readiness: Readiness,
     tasks: &'a mut JoinSet<storefront_runtime::Result<()>>,
@@ -174,25 +169,22 @@ struct Follow<'a> {
 }
 
 impl Follow<'_> {
-    /// Folds `topics` with `apply` from the beginning, then follows them;
-    /// bad records are dead-lettered, as the real services do.
-    fn spawn(
-        self,
-        topics: Vec<String>,
-        apply: impl FnMut(&Inbound) -> Result<(), String> + Send + 'static,
-    ) -> Result<()> {
+    /// Folds `topics` into `model` from its checkpoint or the beginning,
+    /// then follows them; bad records are dead-lettered, as the real
+    /// services do.
+    fn spawn<M: ReadModel>(self, topics: Vec<String>, model: Arc<RwLock<M>>) -> Result<()> {
         let producer = EventProducer::new(self.kafka, self.telemetry)?;
         let dead_letters = DeadLetters::new(producer, self.kafka.topics().dead_letters);
+        let service = self.telemetry.service();
         let reader = ReferenceReader {
-            service: self.telemetry.service(),
+            service,
             topics,
+            model,
+            checkpoints: self.instance.checkpoints(service, &self.kafka.topic_prefix),
         };
         let (kafka, readiness, shutdown) = (self.kafka.clone(), self.readiness, self.shutdown);
-        self.tasks.spawn(async move {
-            reader
-                .run(&kafka, apply, dead_letters, readiness, shutdown)
-                .await
-        });
+        self.tasks
+            .spawn(async move { reader.run(&kafka, dead_letters, readiness, shutdown).await });
         Ok(())
     }
 }

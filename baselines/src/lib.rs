@@ -131,6 +131,9 @@ pub struct Settings {
     /// Where the reference topics are (user, history and ads roles).
     #[command(flatten)]
     pub kafka: KafkaSettings,
+    /// Where the role keeps its read model's checkpoint.
+    #[command(flatten)]
+    pub instance: storefront_runtime::InstanceSettings,
     /// How long the gateway waits for the parts of a page; what has not
     /// arrived by then is left out and named in `missing`.
     #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = storefront_schemas::DEFAULT_PAGE_DEADLINE_MS)]

@@ -270,6 +270,7 @@ async fn the_real_ads_svc_answers_late_when_told_to_so_its_page_goes_out_partial
             kafka: test.config.kafka.clone(),
             telemetry: Default::default(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            instance: Default::default(),
             inject_delay: InjectDelay {
                 delay_ms: 2_000,
                 fraction: 1.0,

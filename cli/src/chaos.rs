@@ -246,8 +246,14 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         tokio::time::sleep(step).await;
         progress(started, &format!("SIGKILL {name}"));
         let process = services.get_mut(name).expect("started");
-        process.kill_and_restart(down_for).await?;
-        progress(started, &format!("{name} restarted and ready"));
+        let ready_in = process.kill_and_restart(down_for).await?;
+        progress(
+            started,
+            &format!(
+                "{name} restarted and ready {} ms after its start",
+                ready_in.as_millis()
+            ),
+        );
     }
     let mut faults = Vec::new();
     for fault in broker_faults(nodes) {

@@ -414,6 +414,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         cookie_key: keys.cookie,
         telemetry: args.telemetry,
         callbacks,
+        // Read models restore from here at the next start.
+        instance: storefront_runtime::InstanceSettings {
+            state_dir: Some(args.data_dir.join("state")),
+            ..Default::default()
+        },
         ..StackConfig::new(kafka)
     };
     eprintln!("Starting the services (they load the reference data first)...");

@@ -110,8 +110,9 @@ impl ServiceProcess {
         ticks_to_duration(ticks)
     }
 
-    /// SIGKILL, `down_for` with no process, then a fresh start, waited for.
-    pub async fn kill_and_restart(&mut self, down_for: Duration) -> anyhow::Result<()> {
+    /// SIGKILL, `down_for` with no process, then a fresh start, waited
+    /// for; returns how long the new process took to be ready.
+    pub async fn kill_and_restart(&mut self, down_for: Duration) -> anyhow::Result<Duration> {
         self.end_run();
         self.child.start_kill()?;
         self.child.wait().await?;
@@ -128,11 +129,13 @@ impl ServiceProcess {
             Ok(Ok(status)) if status.success() => {}
             other => bail!("{} did not stop cleanly on SIGTERM: {other:?}", self.name),
         }
-        self.relaunch().await
+        self.relaunch().await.map(drop)
     }
 
-    /// Starts the process again, as it was first started, and waits until it is ready.
-    async fn relaunch(&mut self) -> anyhow::Result<()> {
+    /// Starts the process again, as it was first started, and waits until
+    /// it is ready; returns how long that took from the start.
+    async fn relaunch(&mut self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
         self.child = Self::start(
             &self.storefront,
             &self.args,
@@ -140,7 +143,8 @@ impl ServiceProcess {
             &self.env,
             &self.log,
         )?;
-        wait_ready(self.addr, Duration::from_secs(60)).await
+        wait_ready(self.addr, Duration::from_secs(60)).await?;
+        Ok(started.elapsed())
     }
 
     /// Records what the current run used before it ends.
@@ -205,7 +209,8 @@ pub async fn wait_ready(addr: SocketAddr, timeout: Duration) -> anyhow::Result<(
                 return Ok(());
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Often enough to time a restart to a few tens of milliseconds.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bail!("{addr} was not ready within {timeout:?}")
 }

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use gateway::{cookies::CookieKey, webhooks::CallbackSettings};
-use storefront_runtime::{KafkaSettings, RunningService, TelemetrySettings};
+use storefront_runtime::{InstanceSettings, KafkaSettings, RunningService, TelemetrySettings};
 use storefront_schemas::UnsealKey;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +50,8 @@ pub struct StackConfig {
     pub sync_budget_ms: u64,
     /// Who may be called back, and the webhook secret.
     pub callbacks: CallbackSettings,
+    /// Where the services that fold reference topics keep their checkpoints.
+    pub instance: InstanceSettings,
 }
 
 impl StackConfig {
@@ -67,6 +69,7 @@ impl StackConfig {
             telemetry: TelemetrySettings::default(),
             sync_budget_ms: 2000,
             callbacks: CallbackSettings::default(),
+            instance: InstanceSettings::default(),
         }
     }
 
@@ -88,6 +91,7 @@ impl StackConfig {
                         http_addr,
                         secret_key: self.unseal_key.clone(),
                         session_ttl_secs: 86_400,
+                        instance: self.instance.clone(),
                     },
                     shutdown,
                 )
@@ -98,6 +102,7 @@ impl StackConfig {
                     kafka,
                     telemetry,
                     http_addr,
+                    instance: self.instance.clone(),
                 };
                 history_svc::start(settings, shutdown).await
             }
@@ -106,6 +111,7 @@ impl StackConfig {
                     kafka,
                     telemetry,
                     http_addr,
+                    instance: self.instance.clone(),
                     inject_delay: Default::default(),
                 };
                 ads_svc::start(settings, shutdown).await

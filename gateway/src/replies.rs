@@ -209,6 +209,7 @@ pub fn reply_driver(
         commits: Commits::Stored,
         // Fetch states, read to know when a partition may be named.
         statistics_interval_ms: 100,
+        instance_id: None,
     };
     let partitions = ReplyPartitions {
         owned,

@@ -9,8 +9,8 @@ use std::{
 
 use storefront_read_models::{authenticated_user, recent_purchases, PurchaseHistory};
 use storefront_runtime::{
-    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
-    RunningService, Telemetry, TelemetrySettings, Topics,
+    service::StreamService, HandlerError, Inbound, InstanceSettings, KafkaSettings, Outbound,
+    RecordHandler, RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::HistoryFetched;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,8 @@ pub struct Settings {
     /// Address of /healthz and /readyz.
     #[arg(long, env = "STOREFRONT_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub instance: InstanceSettings,
 }
 
 struct HistoryHandler {
@@ -73,19 +75,13 @@ pub async fn start(
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let model = Arc::new(RwLock::new(PurchaseHistory::default()));
-    let (fold, reference_topics) = (model.clone(), topics.clone());
-    let apply_reference = move |record: &Inbound| -> Result<(), String> {
-        fold.write()
-            .expect("read model lock")
-            .apply(record, &reference_topics)
-            .map(drop)
-    };
     let service = StreamService {
         name: "history-svc",
         http_addr: settings.http_addr,
         inputs: vec![topics.user_resolved.clone()],
         reference_topics: vec![topics.catalog.clone(), topics.orders.clone()],
-        apply_reference,
+        model: model.clone(),
+        instance: settings.instance,
         handler: Arc::new(HistoryHandler { model, topics }),
         max_in_flight: 64,
         telemetry: Telemetry::new("history-svc", &settings.telemetry)?,

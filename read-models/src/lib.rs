@@ -1,17 +1,18 @@
 //! Read models built from the reference topics (CQRS): the catalog and each
 //! customer's orders. history-svc and ads-svc fold the same records into
-//! them; a restart rebuilds them from the topics.
+//! them, and keep them in a checkpoint between runs.
 
 use std::collections::{HashMap, HashSet};
 
-use storefront_runtime::{HandlerError, Inbound, Topics};
+use serde::{Deserialize, Serialize};
+use storefront_runtime::{HandlerError, Inbound, ReadModel, Topics};
 use storefront_schemas::{
     now_ms, EventSet, Order, Product, Purchase, ReferenceRecord, RequestContext, Resolution,
     UserProfile, UserResolved,
 };
 
 /// Every product by id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Catalog {
     products: HashMap<String, Product>,
 }
@@ -26,43 +27,77 @@ impl Catalog {
     }
 }
 
-/// One customer's orders, newest last.
-#[derive(Debug, Default)]
-struct CustomerOrders {
-    orders: Vec<(i64, String, Vec<String>)>,
+/// A product as the order book numbers it: in the order it was first bought.
+type ProductKey = u32;
+
+/// One order, as narrow as the page needs it.
+#[derive(Debug, Serialize, Deserialize)]
+struct BookedOrder {
+    at_ms: i64,
+    id: Box<str>,
+    products: Box<[ProductKey]>,
 }
 
-/// Each customer's orders, idempotent on order id (a re-seed or a
-/// redelivered record changes nothing).
-#[derive(Debug, Default)]
+/// Each customer's orders, idempotent on (customer, time, order id): a
+/// re-seed or a redelivered record changes nothing. Product ids are
+/// numbered once, so an order costs a few dozen bytes, not a few hundred.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct OrderBook {
-    by_customer: HashMap<String, CustomerOrders>,
-    seen: HashSet<String>,
+    /// Per customer, ordered by (time, order id): newest last.
+    by_customer: HashMap<Box<str>, Vec<BookedOrder>>,
+    product_ids: Vec<Box<str>>,
+    product_keys: HashMap<Box<str>, ProductKey>,
+    orders: usize,
 }
 
 impl OrderBook {
     /// Adds an order; returns false if it was already known.
     pub fn apply(&mut self, order: &Order) -> bool {
-        if !self.seen.insert(order.order_id.clone()) {
+        let (at_ms, id) = (order.ordered_at_ms, order.order_id.as_str());
+        let known = self
+            .by_customer
+            .get(order.customer_id.as_str())
+            .and_then(|orders| {
+                let at = orders.partition_point(|o| (o.at_ms, &*o.id) < (at_ms, id));
+                orders.get(at).filter(|o| (o.at_ms, &*o.id) == (at_ms, id))
+            })
+            .is_some();
+        if known {
             return false;
         }
-        let orders = &mut self
-            .by_customer
-            .entry(order.customer_id.clone())
-            .or_default()
-            .orders;
-        let at = orders.partition_point(|(t, id, _)| {
-            (*t, id.as_str()) <= (order.ordered_at_ms, order.order_id.as_str())
-        });
+        let products: Box<[ProductKey]> = order
+            .product_ids
+            .iter()
+            .map(|p| self.product_key(p))
+            .collect();
+        let orders = match self.by_customer.get_mut(order.customer_id.as_str()) {
+            Some(orders) => orders,
+            None => self
+                .by_customer
+                .entry(order.customer_id.as_str().into())
+                .or_default(),
+        };
+        let at = orders.partition_point(|o| (o.at_ms, &*o.id) < (at_ms, id));
         orders.insert(
             at,
-            (
-                order.ordered_at_ms,
-                order.order_id.clone(),
-                order.product_ids.clone(),
-            ),
+            BookedOrder {
+                at_ms,
+                id: id.into(),
+                products,
+            },
         );
+        self.orders += 1;
         true
+    }
+
+    fn product_key(&mut self, product_id: &str) -> ProductKey {
+        if let Some(&key) = self.product_keys.get(product_id) {
+            return key;
+        }
+        let key = self.product_ids.len() as ProductKey;
+        self.product_ids.push(product_id.into());
+        self.product_keys.insert(product_id.into(), key);
+        key
     }
 
     /// The customer's `limit` most recently bought distinct products, newest
@@ -70,13 +105,13 @@ impl OrderBook {
     pub fn recent_products(&self, customer_id: &str, limit: usize) -> Vec<(String, i64)> {
         let mut seen = HashSet::new();
         let mut recent = Vec::new();
-        let Some(customer) = self.by_customer.get(customer_id) else {
+        let Some(orders) = self.by_customer.get(customer_id) else {
             return recent;
         };
-        'orders: for (at, _, products) in customer.orders.iter().rev() {
-            for product in products {
-                if seen.insert(product.as_str()) {
-                    recent.push((product.clone(), *at));
+        'orders: for order in orders.iter().rev() {
+            for &product in &order.products {
+                if seen.insert(product) {
+                    recent.push((self.product_ids[product as usize].to_string(), order.at_ms));
                     if recent.len() == limit {
                         break 'orders;
                     }
@@ -90,17 +125,18 @@ impl OrderBook {
     pub fn all_products(&self, customer_id: &str) -> HashSet<&str> {
         self.by_customer
             .get(customer_id)
-            .map(|c| {
-                c.orders
+            .map(|orders| {
+                orders
                     .iter()
-                    .flat_map(|(_, _, p)| p.iter().map(String::as_str))
+                    .flat_map(|o| o.products.iter())
+                    .map(|&p| &*self.product_ids[p as usize])
                     .collect()
             })
             .unwrap_or_default()
     }
 
     pub fn order_count(&self) -> usize {
-        self.seen.len()
+        self.orders
     }
 }
 
@@ -129,7 +165,7 @@ pub fn recent_purchases(
 
 /// The catalog and every customer's orders: what history-svc answers from,
 /// and what ads-svc ranks with.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct PurchaseHistory {
     pub catalog: Catalog,
     pub orders: OrderBook,
@@ -147,6 +183,14 @@ impl PurchaseHistory {
             ReferenceRecord::Order(order) => Ok(self.orders.apply(&order).then_some(order)),
             other => Err(format!("{} is not read here", other.event_type())),
         }
+    }
+}
+
+impl ReadModel for PurchaseHistory {
+    const LAYOUT: &'static str = "purchase history 2";
+
+    fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
+        PurchaseHistory::apply(self, record, topics).map(drop)
     }
 }
 
@@ -203,7 +247,14 @@ mod tests {
     fn an_order_seen_twice_counts_once() {
         let mut book = OrderBook::default();
         assert!(book.apply(&order("o1", 100, &["p-a"])));
+        assert!(book.apply(&order("o0", 100, &["p-b"])));
         assert!(!book.apply(&order("o1", 100, &["p-a"])));
-        assert_eq!(book.order_count(), 1);
+        assert!(!book.apply(&order("o0", 100, &["p-b"])));
+        assert_eq!(book.order_count(), 2);
+        assert_eq!(
+            book.all_products("c-1"),
+            HashSet::from(["p-a", "p-b"]),
+            "the products of both"
+        );
     }
 }

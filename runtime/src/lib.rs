@@ -5,6 +5,7 @@
 //! into read models, health endpoints, traces, metrics and logs, and
 //! shutdown.
 
+pub mod checkpoint;
 pub mod consume;
 pub mod dead_letter;
 pub mod headers;
@@ -29,6 +30,7 @@ pub mod watermarks;
 mod error;
 mod inbound;
 
+pub use checkpoint::{InstanceSettings, ReadModel};
 pub use consume::{HandlerError, RecordHandler};
 pub use dead_letter::DeadLetters;
 pub use error::{Error, Result};

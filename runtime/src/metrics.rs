@@ -38,6 +38,7 @@ pub struct Metrics {
     pub pending_joins: IntGauge,
     pub transaction_duration: HistogramVec,
     pub transaction_pages: IntCounter,
+    pub read_model_starts: IntCounterVec,
 }
 
 impl Metrics {
@@ -119,6 +120,14 @@ impl Metrics {
             "Pages written in committed transactions",
         )
         .expect("valid counter");
+        let read_model_starts = IntCounterVec::new(
+            Opts::new(
+                "storefront_read_model_starts_total",
+                "Read models started, by where from (checkpoint: restored from the local checkpoint; topics: rebuilt from the beginning)",
+            ),
+            &["from"],
+        )
+        .expect("valid counter");
         let http_in_flight =
             IntGauge::new("http_requests_in_flight", "HTTP requests being served now")
                 .expect("valid gauge");
@@ -138,6 +147,7 @@ impl Metrics {
             Box::new(transaction_pages.clone()),
             Box::new(http_in_flight.clone()),
             Box::new(records_in_flight.clone()),
+            Box::new(read_model_starts.clone()),
         ] {
             registry.register(family).expect("unique metric");
         }
@@ -157,6 +167,7 @@ impl Metrics {
             pending_joins,
             transaction_duration,
             transaction_pages,
+            read_model_starts,
         }
     }
 

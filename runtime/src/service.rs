@@ -100,13 +100,15 @@ impl RunningService {
 }
 
 /// What a stream service is made of: input topics handled by `handler`, and
-/// reference topics folded into its read model by `apply_reference`.
-pub struct StreamService<H, A> {
+/// reference topics folded into its read `model`.
+pub struct StreamService<H, M> {
     pub name: &'static str,
     pub http_addr: SocketAddr,
     pub inputs: Vec<String>,
     pub reference_topics: Vec<String>,
-    pub apply_reference: A,
+    pub model: std::sync::Arc<std::sync::RwLock<M>>,
+    /// Its name in its group, and where it keeps its read model.
+    pub instance: crate::InstanceSettings,
     pub handler: std::sync::Arc<H>,
     /// Records taken and not yet done, at most (each key's run in order).
     pub max_in_flight: usize,
@@ -162,10 +164,10 @@ pub async fn serve_http(
     Ok(bound)
 }
 
-impl<H, A> StreamService<H, A>
+impl<H, M> StreamService<H, M>
 where
     H: crate::RecordHandler,
-    A: FnMut(&crate::Inbound) -> std::result::Result<(), String> + Send + 'static,
+    M: crate::ReadModel,
 {
     /// Creates missing topics, then starts the reference reader, the
     /// consume driver and the health endpoints. Ready once the producer is
@@ -191,6 +193,8 @@ where
         let reader = crate::ReferenceReader {
             service: self.name,
             topics: self.reference_topics,
+            model: self.model,
+            checkpoints: self.instance.checkpoints(self.name, &settings.topic_prefix),
         };
         let (reader_settings, reader_dead_letters, ready, stop) = (
             settings.clone(),
@@ -198,10 +202,9 @@ where
             readiness.clone(),
             shutdown.clone(),
         );
-        let apply = self.apply_reference;
         tasks.spawn(async move {
             reader
-                .run(&reader_settings, apply, reader_dead_letters, ready, stop)
+                .run(&reader_settings, reader_dead_letters, ready, stop)
                 .await
         });
 
@@ -209,7 +212,10 @@ where
         let driver = crate::consume::Driver::new(
             settings,
             &self.telemetry,
-            &crate::consume::GroupOptions::at_least_once(self.name),
+            &crate::consume::GroupOptions {
+                instance_id: self.instance.instance_id.clone(),
+                ..crate::consume::GroupOptions::at_least_once(self.name)
+            },
             &inputs,
             self.max_in_flight,
             readiness.clone(),

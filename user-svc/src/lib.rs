@@ -12,8 +12,8 @@ use std::{
 };
 
 use storefront_runtime::{
-    service::StreamService, HandlerError, Inbound, KafkaSettings, Outbound, RecordHandler,
-    RunningService, Telemetry, TelemetrySettings, Topics,
+    service::StreamService, HandlerError, Inbound, InstanceSettings, KafkaSettings, Outbound,
+    ReadModel, RecordHandler, RunningService, Telemetry, TelemetrySettings, Topics,
 };
 use storefront_schemas::{
     now_ms, rejection, Credential, Customer, EventSet, PageRequested, ReferenceRecord, Resolution,
@@ -37,21 +37,25 @@ pub struct Settings {
     /// How long a session lasts after login.
     #[arg(long, env = "STOREFRONT_SESSION_TTL_SECS", default_value_t = 86_400)]
     pub session_ttl_secs: u64,
+    #[command(flatten)]
+    pub instance: InstanceSettings,
 }
 
 /// Who may log in, who they are, and which sessions are open: user-svc's
 /// read model, folded from the credentials, customers and sessions topics.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Directory {
     credentials: HashMap<String, Credential>,
     customers: HashMap<String, Customer>,
     sessions: HashMap<SessionId, Session>,
 }
 
-impl Directory {
+impl ReadModel for Directory {
+    const LAYOUT: &'static str = "user directory 1";
+
     /// Folds a record of the credentials, customers or sessions topic of
     /// `topics`; says why a record is bad.
-    pub fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
+    fn apply(&mut self, record: &Inbound, topics: &Topics) -> Result<(), String> {
         match record.event::<ReferenceRecord>(topics)? {
             ReferenceRecord::Credential(c) => {
                 self.credentials.insert(c.username.clone(), c);
@@ -66,7 +70,9 @@ impl Directory {
         }
         Ok(())
     }
+}
 
+impl Directory {
     /// The user whose session `session_id` is open at `now_ms`, or why not
     /// (a [`rejection`] code).
     pub fn resolve_session(
@@ -105,6 +111,10 @@ struct Authenticator {
     /// Verified against when the username is unknown, so that an unknown
     /// user costs as much time as a wrong password.
     decoy_hash: Arc<str>,
+    /// Hashes verified at once, at most: one per core. Each takes its
+    /// argon2 memory cost (19 MiB at the recommended cost) and a core, so
+    /// more at once would take memory and gain nothing.
+    verifications: Arc<tokio::sync::Semaphore>,
 }
 
 enum Verdict {
@@ -129,6 +139,9 @@ impl Authenticator {
             || self.decoy_hash.clone(),
             |c| Arc::from(c.password_hash.as_str()),
         );
+        let Ok(_permit) = self.verifications.acquire().await else {
+            return Verdict::Rejected(rejection::INVALID_CREDENTIALS);
+        };
         let verified = tokio::task::spawn_blocking(move || passwords::verify(&password, &hash))
             .await
             .unwrap_or(false);
@@ -243,23 +256,19 @@ pub async fn start(
 ) -> anyhow::Result<RunningService> {
     let topics = settings.kafka.topics();
     let directory = Arc::new(RwLock::new(Directory::default()));
-    let fold = directory.clone();
-    let reference_topics = topics.clone();
-    let apply_reference = move |record: &Inbound| -> Result<(), String> {
-        fold.write()
-            .expect("directory lock")
-            .apply(record, &reference_topics)
-    };
     let decoy_hash = Arc::from(passwords::hash(
         &random_password(),
         passwords::HashCost::RECOMMENDED,
     ));
     let handler = Authenticator {
-        directory,
+        directory: directory.clone(),
         key: settings.secret_key,
         topics: topics.clone(),
         session_ttl_ms: (settings.session_ttl_secs as i64).saturating_mul(1000),
         decoy_hash,
+        verifications: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
     };
     let service = StreamService {
         name: "user-svc",
@@ -270,7 +279,8 @@ pub async fn start(
             topics.customers.clone(),
             topics.sessions.clone(),
         ],
-        apply_reference,
+        model: directory,
+        instance: settings.instance,
         handler: Arc::new(handler),
         max_in_flight: 64,
         telemetry: Telemetry::new("user-svc", &settings.telemetry)?,

@@ -32,7 +32,9 @@ use crate::{
     seed::{self, SeedConfig},
 };
 use load::{Phase, Target};
-use report::{BenchReport, CapacityPoint, IdleUse, ProcessUse, ScenarioResult, TuningResult};
+use report::{
+    BenchReport, CapacityPoint, IdleUse, ProcessUse, Restart, ScenarioResult, TuningResult,
+};
 
 /// A way to build the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -361,12 +363,22 @@ impl Bench {
         for spec in &specs {
             let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
             let log = self.work_dir.join(format!("{design}-{}.log", spec.name));
+            let mut env = env.clone();
+            // One instance of each: named, so that a restart takes its
+            // partitions back at once, and checkpointed.
+            env.extend([
+                ("STOREFRONT_INSTANCE_ID".to_owned(), spec.name.to_owned()),
+                (
+                    "STOREFRONT_STATE_DIR".to_owned(),
+                    self.work_dir.join("state").display().to_string(),
+                ),
+            ]);
             processes.push(ServiceProcess::spawn(
                 &self.storefront,
                 spec.name,
                 &args,
                 spec.addr,
-                env.clone(),
+                env,
                 log,
             )?);
         }
@@ -529,10 +541,22 @@ impl Bench {
                         load::run(&target, &[Phase { rate, duration }]).await
                     });
                     tokio::time::sleep(third).await;
-                    deployment
-                        .process_mut("history")
-                        .kill_and_restart(Duration::from_secs(5))
-                        .await?;
+                    let design = deployment.design;
+                    let history = deployment.process_mut("history");
+                    let ready_in = history.kill_and_restart(Duration::from_secs(5)).await?;
+                    let ready_ms = ready_in.as_secs_f64() * 1000.0;
+                    progress(
+                        self.started,
+                        &format!(
+                            "{design}: {} ready {ready_ms:.0} ms after its restart",
+                            history.name
+                        ),
+                    );
+                    report.restarts.push(Restart {
+                        design,
+                        process: history.name.clone(),
+                        ready_ms,
+                    });
                     load.await?
                 }
                 Scenario::Burst => {

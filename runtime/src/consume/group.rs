@@ -56,6 +56,9 @@ pub struct GroupOptions {
     pub commits: Commits,
     /// How often librdkafka reports statistics (lag, fetch states).
     pub statistics_interval_ms: u32,
+    /// A static member's name (`group.instance.id`): unique in the group,
+    /// kept across restarts.
+    pub instance_id: Option<String>,
 }
 
 impl GroupOptions {
@@ -68,6 +71,7 @@ impl GroupOptions {
             statistics_interval_ms: crate::metrics::STATISTICS_INTERVAL_MS
                 .parse()
                 .expect("a number"),
+            instance_id: None,
         }
     }
 }
@@ -169,8 +173,11 @@ pub(super) fn group_consumer(
         StartAt::Earliest => "earliest",
         StartAt::Latest => "latest",
     };
-    let consumer: StreamConsumer<GroupContext> = settings
-        .client_config(service)
+    let mut config = settings.client_config(service);
+    if let Some(instance) = &options.instance_id {
+        config.set("group.instance.id", instance);
+    }
+    let consumer: StreamConsumer<GroupContext> = config
         .set("group.id", settings.group(&options.group))
         .set("enable.auto.commit", auto_commit)
         .set("auto.commit.interval.ms", "1000")
