@@ -29,6 +29,11 @@ use crate::{
 /// everything that was on its topics when it started.
 pub const REFERENCE_LOADED: &str = "reference data loaded";
 
+/// Records a reference reader keeps fetched ahead of the model, at most (KiB).
+const READER_QUEUED_KBYTES: &str = "8192";
+/// The largest fetch a reference reader asks for (bytes).
+const READER_FETCH_BYTES: &str = "4194304";
+
 /// Follows some reference topics for one service, folding them into `model`.
 pub struct ReferenceReader<M> {
     pub service: &'static str,
@@ -72,8 +77,12 @@ impl<M: ReadModel> ReferenceReader<M> {
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("fetch.wait.max.ms", "500")
-                .set("fetch.max.bytes", "52428800")
-                .set("max.partition.fetch.bytes", "10485760")
+                // What a reader holds in buffers while it loads, at most:
+                // librdkafka's defaults (64 MiB queued, 50 MiB fetches)
+                // were most of a service's peak memory, for no faster a load.
+                .set("queued.max.messages.kbytes", READER_QUEUED_KBYTES)
+                .set("fetch.max.bytes", READER_FETCH_BYTES)
+                .set("max.partition.fetch.bytes", READER_FETCH_BYTES)
                 .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
                 .create_with_context(LagReporter(metrics))
                 .context("create a reference reader")?,
