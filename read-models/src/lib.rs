@@ -121,18 +121,21 @@ impl OrderBook {
         recent
     }
 
-    /// Every product the customer ever bought.
-    pub fn all_products(&self, customer_id: &str) -> HashSet<&str> {
-        self.by_customer
-            .get(customer_id)
-            .map(|orders| {
-                orders
-                    .iter()
-                    .flat_map(|o| o.products.iter())
-                    .map(|&p| &*self.product_ids[p as usize])
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Every product the customer ever bought, each once. Deduplicated
+    /// by number, not by hashing strings: ads-svc asks on every page.
+    pub fn all_products(&self, customer_id: &str) -> Vec<&str> {
+        let Some(orders) = self.by_customer.get(customer_id) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<ProductKey> = orders
+            .iter()
+            .flat_map(|o| o.products.iter().copied())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter()
+            .map(|p| &*self.product_ids[p as usize])
+            .collect()
     }
 
     pub fn order_count(&self) -> usize {
@@ -253,7 +256,7 @@ mod tests {
         assert_eq!(book.order_count(), 2);
         assert_eq!(
             book.all_products("c-1"),
-            HashSet::from(["p-a", "p-b"]),
+            ["p-a", "p-b"],
             "the products of both"
         );
     }
