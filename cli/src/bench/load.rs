@@ -43,6 +43,8 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
+    /// When it was meant to leave, from the start of the run.
+    sent_at: Duration,
     latency: Duration,
     outcome: Outcome,
 }
@@ -64,6 +66,9 @@ pub struct Summary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// The p99 of the requests meant to leave in each second of the run,
+    /// in order (none for a second with no answered request).
+    pub p99_by_second_ms: Vec<Option<f64>>,
 }
 
 impl Summary {
@@ -72,6 +77,7 @@ impl Summary {
         let samples: Vec<Sample> = latencies
             .iter()
             .map(|latency| Sample {
+                sent_at: Duration::ZERO,
                 latency: *latency,
                 outcome: Outcome::Complete,
             })
@@ -86,13 +92,23 @@ impl Summary {
             .map(|s| s.latency)
             .collect();
         answered.sort();
-        let at = |q: f64| -> f64 {
-            if answered.is_empty() {
-                return f64::NAN;
-            }
-            let rank = ((q * answered.len() as f64).ceil() as usize).clamp(1, answered.len());
-            answered[rank - 1].as_secs_f64() * 1000.0
-        };
+        let at = |q: f64| percentile_ms(&answered, q).unwrap_or(f64::NAN);
+        let seconds = samples
+            .iter()
+            .map(|s| s.sent_at.as_secs() as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut by_second = vec![Vec::new(); seconds];
+        for sample in samples.iter().filter(|s| s.outcome != Outcome::Lost) {
+            by_second[sample.sent_at.as_secs() as usize].push(sample.latency);
+        }
+        let p99_by_second_ms = by_second
+            .iter_mut()
+            .map(|second| {
+                second.sort();
+                percentile_ms(second, 0.99)
+            })
+            .collect();
         let count = |f: fn(&Outcome) -> bool| samples.iter().filter(|s| f(&s.outcome)).count();
         let mut error_statuses = std::collections::BTreeMap::new();
         for sample in samples {
@@ -113,8 +129,32 @@ impl Summary {
             p99_ms: at(0.99),
             p999_ms: at(0.999),
             max_ms: at(1.0),
+            p99_by_second_ms,
         }
     }
+
+    /// Seconds from `from_secs` into the run until the p99 of every later
+    /// second is under `bound_ms`; `None` if it never settles.
+    pub fn settled_after(&self, from_secs: f64, bound_ms: f64) -> Option<f64> {
+        let last_over = self
+            .p99_by_second_ms
+            .iter()
+            .rposition(|p99| p99.is_some_and(|ms| ms >= bound_ms));
+        match last_over {
+            None => Some(0.0),
+            Some(second) if second + 1 >= self.p99_by_second_ms.len() => None,
+            Some(second) => Some((second as f64 + 1.0 - from_secs).max(0.0)),
+        }
+    }
+}
+
+/// The nearest-rank `q` percentile of sorted `latencies`, in ms.
+fn percentile_ms(latencies: &[Duration], q: f64) -> Option<f64> {
+    if latencies.is_empty() {
+        return None;
+    }
+    let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+    Some(latencies[rank - 1].as_secs_f64() * 1000.0)
 }
 
 /// Sends the phases' requests, one after the other, and waits for every answer.
@@ -142,6 +182,7 @@ pub async fn run(target: &Target, phases: &[Phase]) -> Summary {
             requests.spawn(async move {
                 let outcome = outcome_of(request.send().await).await;
                 let sample = Sample {
+                    sent_at: intended - started,
                     latency: intended.elapsed(),
                     outcome,
                 };
@@ -184,11 +225,13 @@ mod tests {
     fn percentiles_take_the_nearest_rank_and_leave_out_lost_requests() {
         let mut samples: Vec<Sample> = (1..=1000)
             .map(|ms| Sample {
+                sent_at: Duration::from_millis((ms - 1) * 10),
                 latency: Duration::from_millis(ms),
                 outcome: Outcome::Complete,
             })
             .collect();
         samples.push(Sample {
+            sent_at: Duration::from_millis(100),
             latency: Duration::from_secs(60),
             outcome: Outcome::Lost,
         });
@@ -200,5 +243,34 @@ mod tests {
         assert_eq!(summary.p999_ms, 999.0);
         assert_eq!(summary.max_ms, 1000.0);
         assert_eq!(summary.throughput, 100.0);
+        // Second n holds the requests of 100n + 1 to 100(n + 1) ms.
+        assert_eq!(summary.p99_by_second_ms.len(), 10);
+        assert_eq!(summary.p99_by_second_ms[0], Some(99.0));
+        assert_eq!(summary.p99_by_second_ms[9], Some(999.0));
+    }
+
+    #[test]
+    fn a_run_settles_once_every_later_second_is_under_the_bound() {
+        let summary = |p99s: &[Option<f64>]| Summary {
+            p99_by_second_ms: p99s.to_vec(),
+            ..Summary::default()
+        };
+        let burst = summary(&[
+            Some(20.0),
+            Some(400.0),
+            Some(300.0),
+            None,
+            Some(30.0),
+            Some(20.0),
+        ]);
+        // The burst ends at 2 s; the last second over 100 ms is the third.
+        assert_eq!(burst.settled_after(2.0, 100.0), Some(1.0));
+        assert_eq!(burst.settled_after(4.0, 100.0), Some(0.0));
+        assert_eq!(summary(&[Some(20.0)]).settled_after(0.0, 100.0), Some(0.0));
+        assert_eq!(
+            summary(&[Some(20.0), Some(200.0)]).settled_after(0.0, 100.0),
+            None,
+            "still over at the end"
+        );
     }
 }

@@ -33,7 +33,8 @@ use crate::{
 };
 use load::{Phase, Target};
 use report::{
-    BenchReport, CapacityPoint, IdleUse, ProcessUse, Restart, ScenarioResult, TuningResult,
+    BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, Restart, ScenarioResult,
+    TuningResult,
 };
 
 /// A way to build the page.
@@ -575,7 +576,15 @@ impl Bench {
                             duration: duration.saturating_sub(third).max(third),
                         },
                     ];
-                    load::run(&deployment.target, &phases).await
+                    let summary = load::run(&deployment.target, &phases).await;
+                    let burst_end_secs = (third + burst).as_secs_f64();
+                    report.burst_recoveries.push(BurstRecovery {
+                        design: deployment.design,
+                        burst_end_secs,
+                        settled_after_secs: summary
+                            .settled_after(burst_end_secs, report::SUSTAINED_P99_MS),
+                    });
+                    summary
                 }
             };
             report.scenarios.push(ScenarioResult {

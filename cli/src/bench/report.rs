@@ -45,6 +45,17 @@ pub struct Restart {
     pub ready_ms: f64,
 }
 
+/// How a design came back from the burst.
+#[derive(Debug, Clone, Serialize)]
+pub struct BurstRecovery {
+    pub design: Design,
+    /// When the burst ended, from the start of the scenario.
+    pub burst_end_secs: f64,
+    /// From the burst's end until every later second's p99 was under
+    /// 100 ms; `None` if it was not by the end of the scenario.
+    pub settled_after_secs: Option<f64>,
+}
+
 /// One design at one rate of the capacity curve.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityPoint {
@@ -76,6 +87,7 @@ pub struct BenchReport {
     pub idle_secs: f64,
     pub capacity: Vec<CapacityPoint>,
     pub restarts: Vec<Restart>,
+    pub burst_recoveries: Vec<BurstRecovery>,
     pub tuning: Vec<TuningResult>,
     /// Tuning runs that could not be measured, and why.
     pub tuning_failures: Vec<String>,
@@ -144,6 +156,18 @@ impl BenchReport {
                 out,
                 "\nLogins through the choreography (argon2id, one at a time per user): {} sent, p50 {:.1} ms, p99 {:.1} ms, {} errors.",
                 logins.sent, logins.p50_ms, logins.p99_ms, logins.errors
+            );
+        }
+        for recovery in &self.burst_recoveries {
+            let _ = writeln!(
+                out,
+                "\n{} after the burst (it ended {:.1} s in): p99 under {SUSTAINED_P99_MS} ms in every later second {}.",
+                recovery.design,
+                recovery.burst_end_secs,
+                match recovery.settled_after_secs {
+                    Some(s) => format!("from {s:.0} s after its end"),
+                    None => "not by the end of the scenario".to_owned(),
+                }
             );
         }
         for restart in &self.restarts {
@@ -315,6 +339,20 @@ impl BenchReport {
                 killed.summary.errors,
                 killed.summary.lost,
                 verdict(killed.summary.errors == 0 && killed.summary.lost == 0)
+            ));
+        }
+        if let (Some(burst), Some(recovery)) = (
+            self.result(Design::Choreography, Scenario::Burst),
+            self.burst_recoveries
+                .iter()
+                .find(|r| r.design == Design::Choreography),
+        ) {
+            let settled = recovery.settled_after_secs;
+            lines.push(format!(
+                "burst at 5x for 5 s: nothing lost, p99 under {SUSTAINED_P99_MS} ms within 2 s of its end: {} lost, {}, {}",
+                burst.summary.lost,
+                settled.map_or("not settled by the end".to_owned(), |s| format!("settled after {s:.0} s")),
+                verdict(burst.summary.lost == 0 && settled.is_some_and(|s| s <= 2.0))
             ));
         }
         let best = self.capacity_of(Design::Choreography);
