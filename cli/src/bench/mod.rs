@@ -118,6 +118,12 @@ pub struct BenchConfig {
     /// How long each rate of the capacity curve runs.
     #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
     pub capacity_step: Duration,
+    /// How long each design serves the scenario rate, unmeasured, before
+    /// its first measured run: the broker's JVM compiles its hot paths in
+    /// the first minute of load (a profile showed its JIT compiler using
+    /// 30 % of the broker's CPU), and the services' caches fill.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    pub warm_up: Duration,
     /// How long the choreography's processes (the broker included) are
     /// measured while idle: logged in, no load.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -163,6 +169,7 @@ impl BenchConfig {
         self.capacity_rates = vec![50.0, 100.0];
         self.capacity_step = Duration::from_secs(2);
         self.idle = Duration::from_secs(2);
+        self.warm_up = Duration::from_secs(1);
         self.tuning = false;
         self.sessions = 20;
         self.seed = SeedConfig::small();
@@ -287,6 +294,7 @@ pub async fn run(
             .scenarios
             .iter()
             .partition(|s| **s != Scenario::Healthy);
+        bench.warm_up(&deployment).await;
         bench.scenarios(&mut deployment, &calm, &mut report).await?;
         bench.capacity(&deployment, &mut report).await;
         bench
@@ -597,6 +605,22 @@ impl Bench {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         Ok(())
+    }
+
+    /// Serves the scenario rate for the warm-up, measuring nothing.
+    async fn warm_up(&self, deployment: &Deployment) {
+        let (rate, duration) = (self.config.rate, self.config.warm_up);
+        if duration.is_zero() {
+            return;
+        }
+        progress(
+            self.started,
+            &format!(
+                "{}: warming up at {rate}/s for {duration:?}",
+                deployment.design
+            ),
+        );
+        load::run(&deployment.target, &[Phase { rate, duration }]).await;
     }
 
     /// Climbs the capacity rates until the design stops keeping up.
