@@ -57,10 +57,20 @@ impl Score {
 }
 
 /// A product's best partners, best first.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Partners {
     best: Vec<(f64, Key)>,
     stale: bool,
+}
+
+impl Partners {
+    /// No list yet: built when first read.
+    fn unbuilt() -> Self {
+        Self {
+            best: Vec::new(),
+            stale: true,
+        }
+    }
 }
 
 /// How often products were bought together, and alone, and each product's
@@ -114,13 +124,9 @@ impl CoPurchases {
         self.keys = (0..products as Key)
             .map(|key| (self.ids[key as usize].clone(), key))
             .collect();
-        self.top = vec![
-            Partners {
-                best: Vec::new(),
-                stale: true,
-            };
-            products
-        ];
+        self.top = std::iter::repeat_with(Partners::unbuilt)
+            .take(products)
+            .collect();
         self.listed_in = vec![FxHashSet::default(); products];
         self.best_sellers = None;
     }
@@ -140,10 +146,7 @@ impl CoPurchases {
         self.ids.push(product_id.to_owned());
         self.orders_with.push(0);
         self.together.push(FxHashMap::default());
-        self.top.push(Partners {
-            best: Vec::new(),
-            stale: true,
-        });
+        self.top.push(Partners::unbuilt());
         self.listed_in.push(FxHashSet::default());
         key
     }

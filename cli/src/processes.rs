@@ -178,10 +178,20 @@ impl ServiceProcess {
 
 /// `VmHWM` of a process: its peak resident set, in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// `VmRSS` of a process: its resident set now, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A size field of `/proc/<pid>/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -223,6 +233,7 @@ mod tests {
     fn this_process_has_a_peak_rss_and_cpu_time() {
         let pid = std::process::id();
         assert!(peak_rss_kib(pid).unwrap() > 0);
+        assert!((1..=peak_rss_kib(pid).unwrap()).contains(&rss_kib(pid).unwrap()));
         let spin = Instant::now();
         while spin.elapsed() < Duration::from_millis(50) {
             std::hint::black_box(0);

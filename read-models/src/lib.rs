@@ -54,17 +54,8 @@ impl OrderBook {
     /// Adds an order; returns false if it was already known.
     pub fn apply(&mut self, order: &Order) -> bool {
         let (at_ms, id) = (order.ordered_at_ms, order.order_id.as_str());
-        let known = self
-            .by_customer
-            .get(order.customer_id.as_str())
-            .and_then(|orders| {
-                let at = orders.partition_point(|o| (o.at_ms, &*o.id) < (at_ms, id));
-                orders.get(at).filter(|o| (o.at_ms, &*o.id) == (at_ms, id))
-            })
-            .is_some();
-        if known {
-            return false;
-        }
+        // A known order's products are numbered already: numbering them
+        // again changes nothing.
         let products: Box<[ProductKey]> = order
             .product_ids
             .iter()
@@ -78,6 +69,12 @@ impl OrderBook {
                 .or_default(),
         };
         let at = orders.partition_point(|o| (o.at_ms, &*o.id) < (at_ms, id));
+        if orders
+            .get(at)
+            .is_some_and(|o| (o.at_ms, &*o.id) == (at_ms, id))
+        {
+            return false;
+        }
         orders.insert(
             at,
             BookedOrder {

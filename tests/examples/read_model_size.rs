@@ -122,13 +122,9 @@ fn restore(kind: &str, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// VmRSS of this process.
+/// The resident set of this process now.
 fn resident_bytes() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS in /proc/self/status")?;
+    let kib =
+        storefront::processes::rss_kib(std::process::id()).context("VmRSS in /proc/self/status")?;
     Ok(kib * 1024)
 }
