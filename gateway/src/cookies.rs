@@ -77,7 +77,7 @@ impl fmt::Debug for CookieKey {
 }
 
 /// The session of the cookie a request carries, if it is signed by `key`.
-pub(crate) fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
+pub fn session_from(headers: &HeaderMap, key: &CookieKey) -> Option<SessionId> {
     headers
         .get_all(header::COOKIE)
         .iter()

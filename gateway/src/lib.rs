@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::replies::{OwnedPartitions, ReplyHandling, REPLY_PARTITIONS};
 
-pub use lifecycle::status_name;
+pub use lifecycle::{status_name, AsyncOptions};
 pub use routes::router;
 pub use settings::Settings;
 pub use state::AppState;

@@ -20,7 +20,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// What the client asked of an async-capable request, from its headers.
 #[derive(Debug, Default)]
-pub(crate) struct AsyncOptions {
+pub struct AsyncOptions {
     /// `Prefer: respond-async`: answer 202 at once.
     pub respond_async: bool,
     /// `Prefer: wait=N`: wait at most N seconds (never longer than the sync budget).
@@ -29,7 +29,7 @@ pub(crate) struct AsyncOptions {
 }
 
 impl AsyncOptions {
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let mut options = Self::default();
         for value in headers.get_all("prefer") {
             let value = value.to_str().unwrap_or_default();
@@ -72,7 +72,7 @@ impl AsyncOptions {
     /// /api/pages`): how long it waits for its page before the 202. At
     /// once with `respond-async`; else the sync budget, or less if the
     /// client asked `wait=N`.
-    pub(crate) fn budget(&self, sync_budget: Duration) -> Duration {
+    pub fn budget(&self, sync_budget: Duration) -> Duration {
         if self.respond_async {
             return Duration::ZERO;
         }

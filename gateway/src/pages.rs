@@ -289,13 +289,7 @@ pub(crate) async fn events(
     let mut sent: Vec<String> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|n| PartName::parse(n).is_some() || *n == "result")
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(events_already_sent)
         .unwrap_or_default();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
@@ -457,6 +451,19 @@ impl AppState {
     }
 }
 
+/// The events a `Last-Event-ID` says the client has: the part names and
+/// `result` it lists, once each; anything else in it is ignored.
+pub fn events_already_sent(last_event_id: &str) -> Vec<String> {
+    let mut sent: Vec<String> = Vec::new();
+    for name in last_event_id.split(',').map(str::trim) {
+        let known = PartName::parse(name).is_some() || name == "result";
+        if known && !sent.iter().any(|s| s == name) {
+            sent.push(name.to_owned());
+        }
+    }
+    sent
+}
+
 /// When a request was made: its id's timestamp, else what the request says.
 fn created_at_ms(context: &RequestContext) -> i64 {
     context
@@ -508,5 +515,19 @@ fn mark_replayed(response: &mut Response, replayed: Option<bool>) {
         response
             .headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_event_id_keeps_known_names_once_and_ignores_the_rest() {
+        assert_eq!(
+            events_already_sent(" user,ads ,nonsense,user,,result"),
+            ["user", "ads", "result"]
+        );
+        assert!(events_already_sent("").is_empty());
     }
 }
