@@ -141,6 +141,7 @@ pub async fn start(
         &mut tasks,
         settings.http_addr,
         router,
+        &storefront_runtime::HttpLimits::default(),
         &telemetry,
         shutdown.clone(),
     )

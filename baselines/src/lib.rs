@@ -241,7 +241,15 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         }
     };
     let addr = settings.http_addr.unwrap_or(settings.role.default_addr());
-    let http_addr = serve_http(&mut tasks, addr, router, &telemetry, shutdown.clone()).await?;
+    let http_addr = serve_http(
+        &mut tasks,
+        addr,
+        router,
+        &storefront_runtime::HttpLimits::default(),
+        &telemetry,
+        shutdown.clone(),
+    )
+    .await?;
     let (design, role) = (settings.design, settings.role);
     tracing::info!(service = name, ?design, %http_addr, "started");
     let (ready, stop) = (readiness.clone(), shutdown.clone());

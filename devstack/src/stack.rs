@@ -52,6 +52,10 @@ pub struct StackConfig {
     pub callbacks: CallbackSettings,
     /// Where the services that fold reference topics keep their checkpoints.
     pub instance: InstanceSettings,
+    /// Event streams the gateway holds open, per session and in all.
+    pub streams: gateway::streams::StreamLimits,
+    /// The gateway listener's bounds: connections, header, body and idle times.
+    pub http: storefront_runtime::HttpLimits,
 }
 
 impl StackConfig {
@@ -70,6 +74,8 @@ impl StackConfig {
             sync_budget_ms: 2000,
             callbacks: CallbackSettings::default(),
             instance: InstanceSettings::default(),
+            streams: gateway::streams::StreamLimits::default(),
+            http: storefront_runtime::HttpLimits::default(),
         }
     }
 
@@ -143,6 +149,8 @@ impl StackConfig {
         settings.sync_budget_ms = self.sync_budget_ms;
         settings.max_waiting = self.max_waiting;
         settings.callbacks = self.callbacks.clone();
+        settings.streams = self.streams.clone();
+        settings.http = self.http.clone();
         settings
     }
 

@@ -9,6 +9,7 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::json;
+use storefront_runtime::http::is_body_timeout;
 use utoipa::ToSchema;
 
 /// Every error body: `{"error": {"code", "message"}}`.
@@ -42,6 +43,10 @@ pub enum ApiError {
     InvalidSession,
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
+    #[error("as many event streams are open as may be; close one or retry later")]
+    TooManyStreams,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("too many login attempts; retry later")]
     TooManyAttempts(std::time::Duration),
     #[error("the storefront is starting or unavailable; retry shortly")]
@@ -71,7 +76,10 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidCredentials | Self::InvalidSession => StatusCode::UNAUTHORIZED,
-            Self::Overloaded | Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded | Self::TooManyAttempts(_) | Self::TooManyStreams => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady | Self::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -91,6 +99,8 @@ impl ApiError {
             Self::InvalidSession => "invalid_session",
             Self::Overloaded => "overloaded",
             Self::TooManyAttempts(_) => "too_many_attempts",
+            Self::TooManyStreams => "too_many_streams",
+            Self::BodyTimeout => "request_timeout",
             Self::NotReady => "not_ready",
             Self::BrokerUnavailable => "broker_unavailable",
             Self::DeadlineExceeded => "deadline_exceeded",
@@ -104,6 +114,9 @@ impl ApiError {
 
     /// Maps axum's JSON extractor failures onto the contract, with the body limit in the message.
     pub fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
+        if is_body_timeout(&rejection) {
+            return Self::BodyTimeout;
+        }
         match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(limit),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
@@ -138,13 +151,18 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if matches!(self, Self::TooManyStreams) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if let Self::TooManyAttempts(wait) = self {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        if matches!(self, Self::TooLarge(_)) {
+        if matches!(self, Self::TooLarge(_) | Self::BodyTimeout) {
             // The rest of the body was never read, so this connection cannot
             // carry another request: say so, or a client reusing it fails.
             response

@@ -10,7 +10,8 @@
 //! there), `login.rs` (login, logout), `pages.rs` (the page and the
 //! asynchronous API), `lifecycle.rs` (one request sent and waited for, by
 //! one waiting rule), `cookies.rs` (the session cookie), `replies.rs` (the
-//! reply partitions), `progress.rs` (status read back from the topics).
+//! reply partitions), `progress.rs` (status read back from the topics),
+//! `streams.rs` (event streams: their limits and the follower behind them).
 
 pub mod cookies;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod replies;
 mod routes;
 mod settings;
 mod state;
+pub mod streams;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -63,6 +65,7 @@ pub async fn start(
     )?;
 
     let http_addr = settings.http_addr;
+    let http_limits = settings.http.clone();
     let state = AppState::new(settings, producer.clone(), owned, readiness.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
@@ -77,6 +80,7 @@ pub async fn start(
         &mut tasks,
         http_addr,
         router(state),
+        &http_limits,
         &telemetry,
         shutdown.clone(),
     )

@@ -19,6 +19,7 @@ use axum::{
 };
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use storefront_runtime::http::is_body_timeout;
 use storefront_schemas::{now_ms, PageStatus, RequestContext, RequestId, SessionId};
 use utoipa::ToSchema;
 
@@ -32,8 +33,6 @@ use crate::{
     state::AppState,
 };
 
-/// How often a status stream looks for news.
-const STREAM_POLL: Duration = Duration::from_millis(250);
 /// How long a status stream stays open past the request's deadline
 /// without a result (then it says so; the client may reconnect).
 const STREAM_PATIENCE_MS: i64 = 120_000;
@@ -278,6 +277,8 @@ pub(crate) async fn result(
         (status = 401, description = "No valid session", body = error::ErrorBody),
         (status = 404, description = "No such request of this session", body = error::ErrorBody),
         (status = 410, description = "Older than the result TTL", body = error::ErrorBody),
+        (status = 429, description = "As many streams open as this session, or this gateway, may hold; see `Retry-After`", body = error::ErrorBody),
+        (status = 503, description = "The topics cannot be read now", body = error::ErrorBody),
     )
 )]
 pub(crate) async fn events(
@@ -285,16 +286,34 @@ pub(crate) async fn events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let first = state.progress_for(&headers, &id).await?;
+    let (session, request_id, created_ms) = state.request_named(&headers, &id)?;
+    let mut slot = state.inner.streams.open(session)?;
+    let log = &state.inner.log;
+    // Watch first, then look up: a record is in one or the other.
+    slot.watch(request_id, log.stream_partitions(session).await?)
+        .await?;
+    let mut first = state
+        .progress_by(session, request_id, created_ms)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if first.page.is_none() {
+        if let Some(reply) = log.reply_partition(&first.context) {
+            slot.watch(request_id, vec![reply]).await?;
+            // A page written before that watch began is on the topics.
+            if let Some(again) = state.progress_by(session, request_id, created_ms).await? {
+                first = again;
+            }
+        }
+    }
     let mut sent: Vec<String> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(events_already_sent)
         .unwrap_or_default();
+    let mut records = slot.events();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
-        let (session, request_id) = (first.context.session_id, first.context.request_id);
-        let created_ms = created_at_ms(&first.context);
+        let _open = slot;
         let mut current = first;
         loop {
             for part in &current.parts {
@@ -322,23 +341,24 @@ pub(crate) async fn events(
                 }
                 return;
             }
-            if now_ms() > current.context.deadline_ms + STREAM_PATIENCE_MS {
-                let data = serde_json::json!({
-                    "request_id": request_id,
-                    "error": {"code": "still_running", "message": "no result yet; reconnect or poll the status"},
-                });
-                let _ = tx
-                    .send(with_json(Event::default().event("timeout"), &data))
-                    .await;
-                return;
-            }
-            tokio::select! {
+            let patience = current.context.deadline_ms + STREAM_PATIENCE_MS - now_ms();
+            let record = tokio::select! {
                 _ = tx.closed() => return,
-                _ = tokio::time::sleep(STREAM_POLL) => {}
-            }
-            // Not readable just now: try again at the next poll.
-            if let Ok(Some(progress)) = state.progress_by(session, request_id, created_ms).await {
-                current = progress;
+                _ = tokio::time::sleep(Duration::from_millis(patience.max(0) as u64)) => None,
+                record = records.recv() => record,
+            };
+            match record {
+                Some(record) => current.apply(record),
+                None => {
+                    let data = serde_json::json!({
+                        "request_id": request_id,
+                        "error": {"code": "still_running", "message": "no result yet; reconnect or poll the status"},
+                    });
+                    let _ = tx
+                        .send(with_json(Event::default().event("timeout"), &data))
+                        .await;
+                    return;
+                }
             }
         }
     });
@@ -352,6 +372,20 @@ impl AppState {
     /// The request `id` of the session in the cookie: 401 without a
     /// session, 404 if the session has no such request, 410 once expired.
     async fn progress_for(&self, headers: &HeaderMap, id: &str) -> Result<Progress, ApiError> {
+        let (session, request_id, created_ms) = self.request_named(headers, id)?;
+        self.progress_by(session, request_id, created_ms)
+            .await?
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// The session in the cookie, and the request id `id` with its time,
+    /// checked without reading anything: 401, 404 for an id that is not
+    /// one, 410 past the result lifetime.
+    fn request_named(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<(SessionId, RequestId, i64), ApiError> {
         let session = session_from(headers, &self.inner.settings.cookie_key)
             .ok_or(ApiError::InvalidSession)?;
         let request_id = RequestId::parse(id).map_err(|_| ApiError::NotFound)?;
@@ -359,9 +393,7 @@ impl AppState {
         if created_ms + self.inner.settings.result_ttl_ms() < now_ms() {
             return Err(ApiError::Expired);
         }
-        self.progress_by(session, request_id, created_ms)
-            .await?
-            .ok_or(ApiError::NotFound)
+        Ok((session, request_id, created_ms))
     }
 
     /// A request of `session`: from what this gateway remembers if nothing
@@ -483,6 +515,7 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
+        _ if is_body_timeout(&rejection) => ApiError::BodyTimeout,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(limit),
         _ => ApiError::InvalidRequest(rejection.body_text()),
     })?;

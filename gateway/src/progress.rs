@@ -16,7 +16,7 @@ use std::{
 use serde::Serialize;
 use storefront_runtime::{
     locator::Locator,
-    snapshot::{PartitionReader, Since},
+    snapshot::{PartitionReader, Since, TopicPartition},
     KafkaSettings, Topics,
 };
 use storefront_schemas::{
@@ -54,6 +54,16 @@ impl PartName {
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The part an event of the request path delivers, if it is one.
+    pub fn of(event: &RequestEvent) -> Option<Self> {
+        match event {
+            RequestEvent::UserResolved(_) => Some(Self::User),
+            RequestEvent::HistoryFetched(_) => Some(Self::History),
+            RequestEvent::AdsSelected(_) => Some(Self::Ads),
+            _ => None,
+        }
     }
 }
 
@@ -132,6 +142,23 @@ impl Progress {
                 .clone()
                 .map(|url| CallbackState::of(url, report)),
             page: Some(page),
+        }
+    }
+
+    /// Takes in one more record of the request, as it arrives.
+    pub fn apply(&mut self, event: RequestEvent) {
+        match event {
+            RequestEvent::PageCompleted(page) => self.page = Some(page),
+            RequestEvent::CallbackReported(report) => {
+                if let Some(callback) = &mut self.callback {
+                    *callback = CallbackState::of(callback.url.clone(), Some(&report));
+                }
+            }
+            other => {
+                if let Some(part) = PartName::of(&other).filter(|p| !self.parts.contains(p)) {
+                    self.parts.push(part);
+                }
+            }
         }
     }
 
@@ -216,6 +243,33 @@ impl RequestLog {
         .await
     }
 
+    /// The partitions an event stream of a request of `session` watches
+    /// before its page is due: the three parts and `callback.reported`.
+    pub async fn stream_partitions(
+        &self,
+        session_id: SessionId,
+    ) -> Result<Vec<TopicPartition>, ApiError> {
+        self.with_reader(move |log, reader| {
+            let t = &log.topics;
+            Ok(log.locator(reader)?.session_partitions(
+                session_id,
+                [
+                    &t.user_resolved,
+                    &t.history_fetched,
+                    &t.ads_selected,
+                    &t.callback_reported,
+                ],
+            ))
+        })
+        .await
+    }
+
+    /// The partition a request's page is written to, if it is on these topics.
+    pub fn reply_partition(&self, context: &RequestContext) -> Option<TopicPartition> {
+        (context.reply_topic == self.topics.page_completed)
+            .then(|| TopicPartition::new(&self.topics.page_completed, context.reply_partition))
+    }
+
     /// Runs `work` off the async threads with a pooled reader.
     async fn with_reader<T: Send + 'static>(
         &self,
@@ -282,10 +336,10 @@ impl RequestLog {
                 let part = match event {
                     RequestEvent::PageRequested(r) => return request = Some(r),
                     RequestEvent::CallbackReported(r) => return report = Some(r),
-                    RequestEvent::UserResolved(_) => PartName::User,
-                    RequestEvent::HistoryFetched(_) => PartName::History,
-                    RequestEvent::AdsSelected(_) => PartName::Ads,
-                    RequestEvent::PageCompleted(_) => return,
+                    other => match PartName::of(&other) {
+                        Some(part) => part,
+                        None => return,
+                    },
                 };
                 if !parts.iter().any(|(_, p)| *p == part) {
                     parts.push((at, part));

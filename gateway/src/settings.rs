@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
-use storefront_runtime::{settings::defaults, KafkaSettings, TelemetrySettings};
+use storefront_runtime::{settings::defaults, HttpLimits, KafkaSettings, TelemetrySettings};
 use storefront_schemas::{SealKey, DEFAULT_PAGE_DEADLINE_MS};
 
-use crate::{cookies::CookieKey, webhooks::CallbackSettings};
+use crate::{cookies::CookieKey, streams::StreamLimits, webhooks::CallbackSettings};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "gateway", about = "The storefront's HTTP edge")]
@@ -37,6 +37,10 @@ pub struct Settings {
     pub result_ttl_secs: u64,
     #[command(flatten)]
     pub callbacks: CallbackSettings,
+    #[command(flatten)]
+    pub streams: StreamLimits,
+    #[command(flatten)]
+    pub http: HttpLimits,
     /// Largest accepted request body.
     #[arg(long, env = "STOREFRONT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,

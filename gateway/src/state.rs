@@ -13,6 +13,7 @@ use crate::{
     progress::RequestLog,
     replies::{OwnedPartitions, Results, Waiting},
     settings::Settings,
+    streams::Streams,
     webhooks::Webhooks,
 };
 
@@ -39,6 +40,7 @@ pub(crate) struct Inner {
     /// (session, Idempotency-Key) -> the request it started.
     pub(crate) idempotency: ExpiringMap<(SessionId, String), RequestContext>,
     pub(crate) webhooks: Webhooks,
+    pub(crate) streams: Streams,
 }
 
 impl AppState {
@@ -78,6 +80,11 @@ impl AppState {
             topics.callback_reported.clone(),
         );
         let ttl_ms = settings.result_ttl_ms();
+        let streams = Streams::new(
+            settings.streams.clone(),
+            &settings.kafka,
+            producer.telemetry().metrics().clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 login_limits,
@@ -87,6 +94,7 @@ impl AppState {
                 results: Arc::new(ExpiringMap::new(REMEMBERED_REQUESTS, ttl_ms)),
                 idempotency: ExpiringMap::new(REMEMBERED_REQUESTS, ttl_ms),
                 webhooks,
+                streams,
                 settings,
                 producer,
                 owned,

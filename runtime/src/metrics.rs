@@ -39,6 +39,12 @@ pub struct Metrics {
     pub transaction_duration: HistogramVec,
     pub transaction_pages: IntCounter,
     pub read_model_starts: IntCounterVec,
+    pub http_connections: IntGauge,
+    pub http_connections_refused: IntCounter,
+    pub http_timeouts: IntCounterVec,
+    pub streams_open: IntGauge,
+    pub streams_refused: IntCounterVec,
+    pub followed_partitions: IntGauge,
 }
 
 impl Metrics {
@@ -136,8 +142,47 @@ impl Metrics {
             "Input records being handled now",
         )
         .expect("valid gauge");
+        let http_connections = IntGauge::new("http_connections_open", "HTTP connections open now")
+            .expect("valid gauge");
+        let http_connections_refused = IntCounter::new(
+            "http_connections_refused_total",
+            "HTTP connections answered 503 and closed because as many as allowed were open",
+        )
+        .expect("valid counter");
+        let http_timeouts = IntCounterVec::new(
+            Opts::new(
+                "http_timeouts_total",
+                "HTTP connections or requests ended by a bound, by kind (headers: not sent in time; body: not sent in time, 408; idle: no byte moved)",
+            ),
+            &["kind"],
+        )
+        .expect("valid counter");
+        let streams_open = IntGauge::new(
+            "storefront_event_streams_open",
+            "Server-Sent Events streams of request status open now",
+        )
+        .expect("valid gauge");
+        let streams_refused = IntCounterVec::new(
+            Opts::new(
+                "storefront_event_streams_refused_total",
+                "Event streams refused with 429, by the limit reached (session, total)",
+            ),
+            &["limit"],
+        )
+        .expect("valid counter");
+        let followed_partitions = IntGauge::new(
+            "storefront_followed_partitions",
+            "Partitions the gateway follows for its open event streams",
+        )
+        .expect("valid gauge");
         for family in [
-            Box::new(consumer_lag.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_connections_refused.clone()),
+            Box::new(http_timeouts.clone()),
+            Box::new(streams_open.clone()),
+            Box::new(streams_refused.clone()),
+            Box::new(followed_partitions.clone()),
+            Box::new(consumer_lag.clone()),
             Box::new(dead_letters.clone()),
             Box::new(retries.clone()),
             Box::new(shed.clone()),
@@ -168,6 +213,12 @@ impl Metrics {
             transaction_duration,
             transaction_pages,
             read_model_starts,
+            http_connections,
+            http_connections_refused,
+            http_timeouts,
+            streams_open,
+            streams_refused,
+            followed_partitions,
         }
     }
 

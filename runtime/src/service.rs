@@ -126,11 +126,13 @@ pub async fn warm_up(producer: crate::EventProducer, readiness: Readiness) -> Re
 }
 
 /// Serves `router` and `/metrics` on `addr` (port 0 picks one) as one of
-/// `tasks` until `shutdown`, measuring every route; returns the bound address.
+/// `tasks` until `shutdown`, measuring every route, within `limits`;
+/// returns the bound address.
 pub async fn serve_http(
     tasks: &mut JoinSet<Result<()>>,
     addr: SocketAddr,
     router: axum::Router,
+    limits: &crate::HttpLimits,
     telemetry: &Telemetry,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr> {
@@ -141,7 +143,7 @@ pub async fn serve_http(
             axum::routing::get(crate::metrics::serve).with_state(metrics.clone()),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            metrics,
+            metrics.clone(),
             crate::metrics::track_http,
         ));
     let bind_error = |source| crate::Error::Bind { addr, source };
@@ -149,16 +151,9 @@ pub async fn serve_http(
         .await
         .map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
+    let limits = limits.clone();
     tasks.spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "HTTP server failed");
-        }
+        crate::http::serve(listener, router, limits, metrics, shutdown).await;
         Ok(())
     });
     Ok(bound)
@@ -228,6 +223,7 @@ where
             &mut tasks,
             self.http_addr,
             router,
+            &crate::HttpLimits::default(),
             &self.telemetry,
             shutdown.clone(),
         )

@@ -168,6 +168,44 @@ impl PartitionReader {
         outcome
     }
 
+    /// Adds `partitions` to what this reader follows, each from its end
+    /// now: a record written after this returns is polled.
+    pub fn follow_from_end(&self, partitions: &[TopicPartition]) -> Result<()> {
+        let mut assignment = TopicPartitionList::new();
+        for position in self.positions(partitions, None)? {
+            let tp = &position.partition;
+            assignment
+                .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(position.high))
+                .context("build an assignment")?;
+        }
+        self.consumer
+            .incremental_assign(&assignment)
+            .context("follow partitions")
+    }
+
+    /// Stops following `partitions`.
+    pub fn unfollow(&self, partitions: &[TopicPartition]) -> Result<()> {
+        let mut assignment = TopicPartitionList::new();
+        for tp in partitions {
+            assignment.add_partition(&tp.topic, tp.partition);
+        }
+        self.consumer
+            .incremental_unassign(&assignment)
+            .context("stop following partitions")
+    }
+
+    /// The next record of the partitions followed, if one arrives within `timeout`.
+    pub fn poll(&self, timeout: Duration) -> Option<Inbound> {
+        match self.consumer.poll(timeout)? {
+            Ok(message) => Some(Inbound::from_message(&message)),
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => None,
+            Err(error) => {
+                tracing::warn!(%error, "consumer error while following");
+                None
+            }
+        }
+    }
+
     /// Each partition's watermarks now, and its first offset to read from
     /// `since` (from its end when `None`).
     pub fn positions(
