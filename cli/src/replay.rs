@@ -463,7 +463,7 @@ async fn drive(
     let collector = {
         let (target, stop, topic) = (target.clone(), stop.clone(), topics.page_completed.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let reader = PartitionReader::new(&target, "storefront-replay")?;
+            let reader = PartitionReader::follower(&target, "storefront-replay")?;
             let partitions = reader.partitions_of(&topic)?;
             reader.follow(
                 &partitions,

@@ -92,7 +92,7 @@ pub fn tail(
         }
         names
     };
-    let reader = PartitionReader::new(kafka, "storefront-tail")?;
+    let reader = PartitionReader::follower(kafka, "storefront-tail")?;
     let mut partitions = Vec::new();
     for name in &names {
         partitions.extend(reader.partitions_of(name)?);

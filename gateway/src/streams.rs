@@ -129,6 +129,7 @@ impl Streams {
                 topics: self.shared.settings.topics(),
                 metrics: self.shared.metrics.clone(),
                 reader: None,
+                ends: None,
                 followed: HashMap::new(),
                 watchers: HashMap::new(),
             };
@@ -234,7 +235,10 @@ struct Follower {
     settings: KafkaSettings,
     topics: Topics,
     metrics: Metrics,
+    /// Follows the partitions; made with the first stream.
     reader: Option<PartitionReader>,
+    /// Reads where partitions end, for `reader` to follow from there.
+    ends: Option<PartitionReader>,
     followed: HashMap<TopicPartition, usize>,
     watchers: HashMap<RequestId, Vec<Watcher>>,
 }
@@ -322,10 +326,19 @@ impl Follower {
             return Ok(());
         }
         if self.reader.is_none() {
-            self.reader = Some(PartitionReader::new(&self.settings, "gateway-streams")?);
+            self.ends = Some(PartitionReader::new(
+                &self.settings,
+                "gateway-streams-ends",
+            )?);
+            self.reader = Some(PartitionReader::follower(
+                &self.settings,
+                "gateway-streams",
+            )?);
         }
-        let reader = self.reader.as_ref().expect("just made");
-        reader.follow_from_end(&new)
+        let (Some(reader), Some(ends)) = (&self.reader, &self.ends) else {
+            unreachable!("both made together")
+        };
+        reader.follow_from_end(&ends.positions(&new, None)?)
     }
 
     /// One watch fewer on each of `partitions`; those none watch are let go.

@@ -57,10 +57,36 @@ pub struct PartitionReader {
     consumer: BaseConsumer<ReaderContext>,
 }
 
+/// How long the broker may hold a reader's fetch that found nothing (ms).
+/// A read learns it reached the end of a partition whose last offset is a
+/// transaction marker only from such an empty fetch, so with the usual
+/// 500 ms every read of a transactional topic took half a second.
+const READ_FETCH_WAIT_MS: &str = "10";
+
 impl PartitionReader {
+    /// A reader for reads up to the end ([`Self::read`]): it learns the end
+    /// within milliseconds.
     pub fn new(settings: &KafkaSettings, client_id: &str) -> Result<Self> {
-        let consumer: BaseConsumer<ReaderContext> = settings
-            .client_config(client_id)
+        Self::with(Self::config(settings, client_id).set("fetch.wait.max.ms", READ_FETCH_WAIT_MS))
+    }
+
+    /// A reader that follows partitions live ([`Self::follow`],
+    /// [`Self::follow_from_end`]): its fetches wait at the broker for
+    /// records, as a consumer's do.
+    pub fn follower(settings: &KafkaSettings, client_id: &str) -> Result<Self> {
+        Self::with(&Self::config(settings, client_id))
+    }
+
+    fn with(config: &rdkafka::ClientConfig) -> Result<Self> {
+        let consumer = config
+            .create_with_context(ReaderContext)
+            .context("create a snapshot reader")?;
+        Ok(Self { consumer })
+    }
+
+    fn config(settings: &KafkaSettings, client_id: &str) -> rdkafka::ClientConfig {
+        let mut config = settings.client_config(client_id);
+        config
             .set("group.id", format!("{client_id}-snapshot"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -68,10 +94,8 @@ impl PartitionReader {
             // and the reader's position: with transactions the last offsets
             // before the end can be commit markers, never delivered.
             .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .create_with_context(ReaderContext)
-            .context("create a snapshot reader")?;
-        Ok(Self { consumer })
+            .set("isolation.level", "read_committed");
+        config
     }
 
     /// Every partition of `topic`.
@@ -168,11 +192,14 @@ impl PartitionReader {
         outcome
     }
 
-    /// Adds `partitions` to what this reader follows, each from its end
-    /// now: a record written after this returns is polled.
-    pub fn follow_from_end(&self, partitions: &[TopicPartition]) -> Result<()> {
+    /// Adds partitions to what this reader follows, each from the end its
+    /// position gives: a record written after that is polled. Read the
+    /// positions with another reader: while this one follows, its held
+    /// fetches delay its other requests to the broker by up to
+    /// `fetch.wait.max.ms`.
+    pub fn follow_from_end(&self, positions: &[Position]) -> Result<()> {
         let mut assignment = TopicPartitionList::new();
-        for position in self.positions(partitions, None)? {
+        for position in positions {
             let tp = &position.partition;
             assignment
                 .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(position.high))
