@@ -27,7 +27,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 #    against outside implementations, and for the broker a Java 17+ runtime
 #    and Maven, each only where the machine has none.
 packages=(gcc g++ make pkg-config zlib1g-dev redis-server)
-python_checks='import fastavro, confluent_kafka, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks'
+python_checks='import fastavro, confluent_kafka, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks, schemathesis'
 if $want_test && ! "$cache/venv/bin/python3" -c "$python_checks" 2>/dev/null \
     && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     packages+=(python3 python3-venv)
@@ -87,10 +87,10 @@ fi
 if $want_test; then
     venv="$cache/venv"
     if ! "$venv/bin/python3" -c "$python_checks" 2>/dev/null; then
-        step "Creating $venv with fastavro, confluent-kafka, oteltest, prometheus_client and standardwebhooks"
+        step "Creating $venv with fastavro, confluent-kafka, oteltest, prometheus_client, standardwebhooks and schemathesis"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
             fastavro==1.13.1 confluent-kafka==2.16.1 oteltest==0.49.0 \
-            prometheus_client==0.26.0 standardwebhooks==1.1.0
+            prometheus_client==0.26.0 standardwebhooks==1.1.0 schemathesis==4.32.5
     fi
 fi

@@ -56,6 +56,8 @@ pub struct StackConfig {
     pub streams: gateway::streams::StreamLimits,
     /// The gateway listener's bounds: connections, header, body and idle times.
     pub http: storefront_runtime::HttpLimits,
+    /// Login attempts per minute for one username, and from one address.
+    pub login_attempts_per_minute: (u32, u32),
 }
 
 impl StackConfig {
@@ -76,6 +78,7 @@ impl StackConfig {
             instance: InstanceSettings::default(),
             streams: gateway::streams::StreamLimits::default(),
             http: storefront_runtime::HttpLimits::default(),
+            login_attempts_per_minute: (10, 120),
         }
     }
 
@@ -151,6 +154,10 @@ impl StackConfig {
         settings.callbacks = self.callbacks.clone();
         settings.streams = self.streams.clone();
         settings.http = self.http.clone();
+        (
+            settings.login_attempts_per_user,
+            settings.login_attempts_per_address,
+        ) = self.login_attempts_per_minute;
         settings
     }
 

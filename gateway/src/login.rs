@@ -26,10 +26,15 @@ use crate::{
 /// A login.
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct LoginRequest {
+    /// 1 to 64 characters, not all of them spaces (they are trimmed).
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     username: String,
+    #[schema(min_length = 1, max_length = 256)]
     password: String,
-    /// Where to POST the result (Standard Webhooks), if anywhere.
+    /// Where to POST the result (Standard Webhooks), if anywhere: an
+    /// `https` URL on a host the gateway allows (else 403).
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
     callback_url: Option<String>,
 }
 
@@ -43,8 +48,10 @@ pub(crate) struct LoginRequest {
     responses(
         (status = 200, description = "Logged in: the page, and a session cookie", body = PageResponse),
         (status = 202, description = "Still running past the sync budget (or `Prefer: respond-async`): the session cookie, and the status URL in `Location`", body = Accepted),
-        (status = 400, description = "Malformed JSON, bad fields or a refused callback URL", body = error::ErrorBody),
+        (status = 400, description = "Malformed JSON, bad fields or a callback URL that is not one", body = error::ErrorBody),
         (status = 401, description = "Wrong username or password", body = error::ErrorBody),
+        (status = 403, description = "The callback URL is not one this gateway may call", body = error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = error::ErrorBody),
         (status = 413, description = "Body too large", body = error::ErrorBody),
         (status = 415, description = "Not JSON", body = error::ErrorBody),
         (status = 429, description = "Too many attempts or requests; see `Retry-After`", body = error::ErrorBody),
@@ -72,9 +79,9 @@ pub(crate) async fn login(
             "username must be 1 to 64 characters".into(),
         ));
     }
-    if request.password.is_empty() || request.password.len() > 256 {
+    if request.password.is_empty() || request.password.chars().count() > 256 {
         return Err(ApiError::InvalidRequest(
-            "password must be 1 to 256 bytes".into(),
+            "password must be 1 to 256 characters".into(),
         ));
     }
     let callback_url = state.checked_callback(request.callback_url)?;

@@ -146,12 +146,28 @@ impl StatusView {
     }
 }
 
+/// One Server-Sent Event of a request's stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEvent {
+    /// `part`, `result`, or `timeout` (no result two minutes past the deadline).
+    #[schema(example = "part")]
+    pub event: String,
+    /// The events sent so far, for `Last-Event-ID` (none on `timeout`).
+    #[schema(example = "user,history")]
+    pub id: Option<String>,
+    /// JSON: `{request_id, part, parts_received}`, the result with its
+    /// `http_status`, or `{request_id, error}`.
+    pub data: String,
+}
+
 /// The optional body of `POST /api/pages`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePage {
-    /// Where to POST the result (Standard Webhooks), if anywhere.
+    /// Where to POST the result (Standard Webhooks), if anywhere: an
+    /// `https` URL on a host the gateway allows (else 403).
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
     pub callback_url: Option<String>,
 }
 
@@ -161,13 +177,15 @@ pub struct CreatePage {
     request_body(content = Option<CreatePage>, description = "Optional; empty body for none"),
     params(
         ("Prefer" = Option<String>, Header, description = "`respond-async` answers 202 at once; `wait=N` waits at most N seconds"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key (same session, within the result TTL) returns the first request's result and starts nothing"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "A repeat with the same key (same session, within the result TTL) returns the first request's result and starts nothing; 1 to 255 visible ASCII characters"),
     ),
     responses(
         (status = 200, description = "The page, within the sync budget", body = PageResponse),
         (status = 202, description = "Running: follow `Location`", body = Accepted),
-        (status = 400, description = "Malformed body, bad header or refused callback URL", body = error::ErrorBody),
+        (status = 400, description = "Malformed body, bad header or a callback URL that is not one", body = error::ErrorBody),
         (status = 401, description = "No valid session", body = error::ErrorBody),
+        (status = 403, description = "The callback URL is not one this gateway may call", body = error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = error::ErrorBody),
         (status = 413, description = "Body too large", body = error::ErrorBody),
         (status = 415, description = "Body not JSON", body = error::ErrorBody),
         (status = 429, description = "Shed; see `Retry-After`", body = error::ErrorBody),
@@ -273,7 +291,7 @@ pub(crate) async fn result(
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, to resume after it"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: `part` events `{request_id, part, parts_received}`, then one `result` event with the result JSON and its `http_status`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: `part` events `{request_id, part, parts_received}`, then one `result` event with the result JSON and its `http_status`", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, description = "No valid session", body = error::ErrorBody),
         (status = 404, description = "No such request of this session", body = error::ErrorBody),
         (status = 410, description = "Older than the result TTL", body = error::ErrorBody),
@@ -530,13 +548,16 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        if e.is_data() {
-            ApiError::InvalidRequest(e.to_string())
-        } else {
-            ApiError::MalformedJson(e.to_string())
-        }
-    })
+    // `null` says "no options", as an empty body does.
+    serde_json::from_slice::<Option<T>>(&body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| {
+            if e.is_data() {
+                ApiError::InvalidRequest(e.to_string())
+            } else {
+                ApiError::MalformedJson(e.to_string())
+            }
+        })
 }
 
 fn header_value(text: &str) -> HeaderValue {

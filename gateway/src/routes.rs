@@ -23,7 +23,8 @@ pub(crate) struct RequestTrace(pub(crate) Context);
 /// The gateway's routes, separate from serving so tests can call it directly.
 pub fn router(state: AppState) -> Router {
     let limit = state.inner.settings.max_body_bytes;
-    let (api, openapi) = api_routes().split_for_parts();
+    let (api, mut openapi) = api_routes().split_for_parts();
+    openapi::finish(&mut openapi);
     let openapi = Arc::new(openapi);
     let api = api
         .route(

@@ -48,9 +48,11 @@ impl AppState {
         self.inner.producer.telemetry()
     }
 
-    /// The callback URL, if the request named one and it may be called.
+    /// The callback URL, if the request named one and it may be called:
+    /// 400 if it is not a URL, 403 if it is one this gateway may not call.
     pub(crate) fn checked_callback(&self, url: Option<String>) -> Result<Option<String>, ApiError> {
         url.map(|url| {
+            crate::webhooks::well_formed(&url).map_err(ApiError::InvalidRequest)?;
             self.inner
                 .webhooks
                 .check(&url)

@@ -72,10 +72,7 @@ impl CallbackPolicy {
 
     /// The URL, if a callback may go there; else why not.
     pub fn check(&self, raw: &str) -> Result<Url, String> {
-        if raw.len() > MAX_URL_LEN {
-            return Err(format!("callback_url is longer than {MAX_URL_LEN} bytes"));
-        }
-        let url = Url::parse(raw).map_err(|e| format!("callback_url is not a URL: {e}"))?;
+        let url = well_formed(raw)?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
@@ -106,6 +103,15 @@ impl CallbackPolicy {
         }
         Ok(url)
     }
+}
+
+/// `raw` as a URL, if it is one and not too long; whether it may be
+/// called is [`CallbackPolicy::check`]'s to say.
+pub fn well_formed(raw: &str) -> Result<Url, String> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(format!("callback_url is longer than {MAX_URL_LEN} bytes"));
+    }
+    Url::parse(raw).map_err(|e| format!("callback_url is not a URL: {e}"))
 }
 
 /// The shared secret webhooks are signed with: `whsec_` and base64.
