@@ -43,7 +43,11 @@ fn main() {
     }
     // Every released older version, written as a producer holding it does.
     for contract in contracts() {
-        for (file, json) in contract.previous_files.iter().zip(contract.previous_schema_json) {
+        for (file, json) in contract
+            .previous_files
+            .iter()
+            .zip(contract.previous_schema_json)
+        {
             let schema = Schema::parse_str(json).unwrap();
             let record = match contract.event_type {
                 "page.requested" => written_with(&schema, &page_requested_login()),
@@ -86,7 +90,12 @@ fn main() {
     // json_bodies: the README's bodies.
     let json = Some("application/json");
     let bodies: [(&str, Route, Option<&str>, &str); 6] = [
-        ("login", Route::Login, json, r#"{"username":"demo","password":"demo-password"}"#),
+        (
+            "login",
+            Route::Login,
+            json,
+            r#"{"username":"demo","password":"demo-password"}"#,
+        ),
         (
             "login-callback",
             Route::Login,
@@ -101,17 +110,30 @@ fn main() {
         ),
         ("pages-empty", Route::Pages, None, ""),
         ("pages-text", Route::Pages, Some("text/plain"), "{}"),
-        ("login-odd-type", Route::Login, Some("Application/JSON ;q=1"), r#"{"username":"demo"}"#),
+        (
+            "login-odd-type",
+            Route::Login,
+            Some("Application/JSON ;q=1"),
+            r#"{"username":"demo"}"#,
+        ),
     ];
     for (name, route, content_type, body) in bodies {
-        write("json_bodies", name, &BodyInput::to_bytes(route, content_type, body.as_bytes()));
+        write(
+            "json_bodies",
+            name,
+            &BodyInput::to_bytes(route, content_type, body.as_bytes()),
+        );
     }
 
     // callback_url: allowed hosts as configured, and URLs clients send.
     let hosts = "hooks.example.com,*.example.org";
     let urls: [(&str, bool, &str); 4] = [
         ("https", false, "https://hooks.example.com/storefront"),
-        ("http-allowed", true, "http://hooks.example.com:8080/storefront?order=7"),
+        (
+            "http-allowed",
+            true,
+            "http://hooks.example.com:8080/storefront?order=7",
+        ),
         ("subdomain", false, "https://shop.example.org/hooks/pages"),
         ("refused", false, "https://user:pw@evil.example.net/#frag"),
     ];
@@ -128,7 +150,10 @@ fn main() {
 /// A single-object record of `event` as a producer holding `schema` writes
 /// it: the fields `schema` lacks are not written (as schemas/tests/evolution.rs).
 fn written_with(schema: &Schema, event: &impl Serialize) -> Vec<u8> {
-    let value = apache_avro::to_value(event).unwrap().resolve(schema).unwrap();
+    let value = apache_avro::to_value(event)
+        .unwrap()
+        .resolve(schema)
+        .unwrap();
     let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
     bytes.extend_from_slice(&schema.fingerprint::<Rabin>().bytes);
     let writer = GenericDatumWriter::builder(schema).build().unwrap();

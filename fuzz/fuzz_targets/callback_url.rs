@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(url) = policy.check(&input.url) else {
         return;
     };
-    assert!(input.url.len() <= MAX_URL_LEN, "{} bytes accepted", input.url.len());
+    assert!(
+        input.url.len() <= MAX_URL_LEN,
+        "{} bytes accepted",
+        input.url.len()
+    );
     assert!(
         url.as_str().len() <= MAX_URL_LEN,
         "{} bytes given, {} to be sent: {url}",
@@ -30,18 +34,26 @@ fuzz_target!(|data: &[u8]| {
         "http" => assert!(input.allow_http, "http accepted: {url}"),
         other => panic!("scheme {other} accepted: {url}"),
     }
-    assert!(url.username().is_empty() && url.password().is_none(), "{url}");
+    assert!(
+        url.username().is_empty() && url.password().is_none(),
+        "{url}"
+    );
     assert!(url.fragment().is_none(), "{url}");
-    let host = url.host_str().expect("an accepted URL has a host").to_ascii_lowercase();
+    let host = url
+        .host_str()
+        .expect("an accepted URL has a host")
+        .to_ascii_lowercase();
     let allowed = input
         .allowed_hosts
         .split(',')
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .any(|pattern| match pattern.strip_prefix("*.") {
-            Some(domain) => host.len() > domain.len() + 1
-                && host.ends_with(domain)
-                && host[..host.len() - domain.len()].ends_with('.'),
+            Some(domain) => {
+                host.len() > domain.len() + 1
+                    && host.ends_with(domain)
+                    && host[..host.len() - domain.len()].ends_with('.')
+            }
             None => pattern == host,
         });
     assert!(allowed, "host {host} is not in {:?}", input.allowed_hosts);

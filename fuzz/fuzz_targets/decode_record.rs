@@ -41,9 +41,15 @@ fuzz_target!(|record: &[u8]| {
     assert!(read_by.len() <= 1, "one record read by {read_by:?}");
 
     let as_set = RequestEvent::decode(record).ok();
-    assert_eq!(as_set, request, "RequestEvent disagrees with the contract decoders");
+    assert_eq!(
+        as_set, request,
+        "RequestEvent disagrees with the contract decoders"
+    );
     let as_set = ReferenceRecord::decode(record).ok();
-    assert_eq!(as_set, reference, "ReferenceRecord disagrees with the contract decoders");
+    assert_eq!(
+        as_set, reference,
+        "ReferenceRecord disagrees with the contract decoders"
+    );
 
     if let Some(event) = request {
         by_topic(record, &event);
@@ -91,5 +97,8 @@ fn by_topic<E: EventSet + PartialEq + Debug>(record: &[u8], event: &E) {
     } else {
         &topics.dead_letters
     };
-    assert!(inbound(other).event::<E>(&topics).is_err(), "read on {other}");
+    assert!(
+        inbound(other).event::<E>(&topics).is_err(),
+        "read on {other}"
+    );
 }

@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         if name.eq_ignore_ascii_case(b"last-event-id") {
             check_last_event_id(&String::from_utf8_lossy(value));
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             headers.append(name, value);
         }
     }
@@ -47,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(options.idempotency_key.as_deref(), valid_key, "{headers:?}");
             for sync in SYNC_BUDGETS {
                 let budget = options.budget(sync);
-                assert!(budget <= sync, "budget {budget:?} over {sync:?}: {options:?}");
+                assert!(
+                    budget <= sync,
+                    "budget {budget:?} over {sync:?}: {options:?}"
+                );
                 if options.respond_async {
                     assert_eq!(budget, Duration::ZERO);
                 }

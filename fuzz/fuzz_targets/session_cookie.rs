@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let key = &*KEY;
     if let Ok(value) = std::str::from_utf8(data) {
         if let Some(session) = key.verify(value) {
-            assert_eq!(value, key.sign(&session), "a cookie value verified unsigned");
+            assert_eq!(
+                value,
+                key.sign(&session),
+                "a cookie value verified unsigned"
+            );
         }
     }
 
@@ -44,6 +48,9 @@ fuzz_target!(|data: &[u8]| {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .any(|(name, value)| name == COOKIE_NAME && value == signed);
-        assert!(sent, "{session} taken from a Cookie header without its signed value: {headers:?}");
+        assert!(
+            sent,
+            "{session} taken from a Cookie header without its signed value: {headers:?}"
+        );
     }
 });
