@@ -7,7 +7,8 @@
 # the tests check against: fastavro (Avro fingerprints), confluent-kafka (the
 # Kafka client of the example analytics consumer), oteltest (a real OTLP
 # receiver), prometheus_client (the exposition-format parser) and
-# standardwebhooks (the reference webhook signature verifier).
+# standardwebhooks (the reference webhook signature verifier), and
+# cargo-fuzz for the fuzz smoke test.
 #
 #   scripts/prepare.sh          what `scripts/up` needs
 #   scripts/prepare.sh --test   that, plus what the tests need
@@ -93,4 +94,11 @@ if $want_test; then
             fastavro==1.13.1 confluent-kafka==2.16.1 oteltest==0.49.0 \
             prometheus_client==0.26.0 standardwebhooks==1.1.0 schemathesis==4.32.5
     fi
+fi
+
+# 4. For the fuzz smoke test (scripts/fuzz --smoke): cargo-fuzz, once, into
+#    ~/.cargo/bin.
+if $want_test && ! PATH="$HOME/.cargo/bin:$PATH" cargo fuzz --version >/dev/null 2>&1; then
+    step "Installing cargo-fuzz into ~/.cargo/bin (once; a few minutes)"
+    cargo install cargo-fuzz --locked
 fi

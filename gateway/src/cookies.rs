@@ -64,6 +64,12 @@ impl CookieKey {
     pub fn verify(&self, value: &str) -> Option<SessionId> {
         let (id, tag) = value.split_once('.')?;
         let session = SessionId::parse(id).ok()?;
+        // The tag is over the id as `sign` writes it; the parser also takes
+        // other spellings of the same UUID (upper case, braces, `urn:uuid:`,
+        // no hyphens), which were never signed.
+        if id != session.to_string() {
+            return None;
+        }
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         self.mac(&session).verify_slice(&tag).ok()?;
         Some(session)
@@ -127,5 +133,25 @@ mod tests {
         assert_eq!(key.verify(&session.to_string()), None);
         assert_eq!(key.verify("garbage"), None);
         assert!(CookieKey::parse("c2hvcnQ=").is_err());
+    }
+
+    /// Found by the `session_cookie` fuzz target: `0190a6C4-...` verified
+    /// with the signature of `0190a6c4-...`.
+    #[test]
+    fn a_cookie_with_its_session_id_spelled_another_way_does_not_verify() {
+        let key = CookieKey::generate();
+        let session = SessionId::parse("0190a6c4-0000-7000-8000-00000000000a").unwrap();
+        let cookie = key.sign(&session);
+        let (id, tag) = cookie.split_once('.').unwrap();
+        assert_eq!(key.verify(&cookie), Some(session));
+        for other in [
+            id.to_uppercase(),
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+        ] {
+            assert_eq!(SessionId::parse(&other).unwrap(), session, "{other}");
+            assert_eq!(key.verify(&format!("{other}.{tag}")), None, "{other}");
+        }
     }
 }

@@ -111,7 +111,15 @@ pub fn well_formed(raw: &str) -> Result<Url, String> {
     if raw.len() > MAX_URL_LEN {
         return Err(format!("callback_url is longer than {MAX_URL_LEN} bytes"));
     }
-    Url::parse(raw).map_err(|e| format!("callback_url is not a URL: {e}"))
+    let url = Url::parse(raw).map_err(|e| format!("callback_url is not a URL: {e}"))?;
+    // What is kept and called is the parsed URL, percent-encoded and with
+    // its host in punycode: up to three times the bytes of what was sent.
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(format!(
+            "callback_url is longer than {MAX_URL_LEN} bytes once percent-encoded"
+        ));
+    }
+    Ok(url)
 }
 
 /// The shared secret webhooks are signed with: `whsec_` and base64.
@@ -357,6 +365,20 @@ mod tests {
         assert!(CallbackPolicy::new("127.0.0.1", true)
             .check("http://127.0.0.1:9/x")
             .is_ok());
+    }
+
+    /// Found by the `callback_url` fuzz target: 803 bytes given became
+    /// 2,260 to be sent.
+    #[test]
+    fn a_url_within_the_limit_as_sent_but_past_it_once_encoded_is_refused() {
+        let policy = CallbackPolicy::new("hooks.example.com", false);
+        let path = "é".repeat(500);
+        let raw = format!("https://hooks.example.com/{path}");
+        assert!(raw.len() <= MAX_URL_LEN);
+        let error = policy.check(&raw).unwrap_err();
+        assert!(error.contains("percent-encoded"), "{error}");
+        let fits = format!("https://hooks.example.com/{}", "é".repeat(300));
+        assert!(policy.check(&fits).unwrap().as_str().len() <= MAX_URL_LEN);
     }
 
     #[test]
