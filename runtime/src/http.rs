@@ -21,9 +21,10 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::{
@@ -97,12 +98,12 @@ pub(crate) async fn serve(
         bound_body,
     ));
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: the header deadline is HTTP/1's, and the cap counts
+    // connections, which HTTP/2 would multiplex streams over.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.http_header_timeout_ms));
-    let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(limits.http_max_connections));
     let idle = Duration::from_millis(limits.http_idle_timeout_ms);
     let graceful = GracefulShutdown::new();
@@ -127,16 +128,13 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let Ok(service) = make_service.call(remote).await;
         let io = TokioIo::new(IdleTimeout::new(stream, idle));
-        let connection = graceful.watch(
-            builder
-                .serve_connection(io, TowerToHyperService::new(service))
-                .into_owned(),
-        );
+        let connection =
+            graceful.watch(builder.serve_connection(io, TowerToHyperService::new(service)));
         let metrics = metrics.clone();
         metrics.http_connections.inc();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                if let Some(kind) = timeout_kind(error.as_ref()) {
+                if let Some(kind) = timeout_kind(&error) {
                     metrics.http_timeouts.with_label_values(&[kind]).inc();
                 }
                 tracing::debug!(%error, %remote, "connection ended with an error");

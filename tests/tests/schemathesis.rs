@@ -66,6 +66,8 @@ async fn schemathesis_finds_nothing_wrong_with_the_api() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis.toml");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python())
+            // Schemathesis keeps a cache in its working directory.
+            .current_dir(&report_dir)
             .args([
                 "-c",
                 "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'st'; sys.exit(schemathesis())",
