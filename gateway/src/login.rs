@@ -32,7 +32,8 @@ pub(crate) struct LoginRequest {
     #[schema(min_length = 1, max_length = 256)]
     password: String,
     /// Where to POST the result (Standard Webhooks), if anywhere: an
-    /// `https` URL on a host the gateway allows (else 403).
+    /// `https` URL on a host the gateway allows, at most 2048 bytes as
+    /// sent and once percent-encoded (else 403).
     #[serde(default)]
     #[schema(format = "uri", max_length = 2048)]
     callback_url: Option<String>,

@@ -165,7 +165,8 @@ pub struct StreamEvent {
 #[serde(deny_unknown_fields)]
 pub struct CreatePage {
     /// Where to POST the result (Standard Webhooks), if anywhere: an
-    /// `https` URL on a host the gateway allows (else 403).
+    /// `https` URL on a host the gateway allows, at most 2048 bytes as
+    /// sent and once percent-encoded (else 403).
     #[serde(default)]
     #[schema(format = "uri", max_length = 2048)]
     pub callback_url: Option<String>,

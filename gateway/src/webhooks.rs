@@ -73,6 +73,13 @@ impl CallbackPolicy {
     /// The URL, if a callback may go there; else why not.
     pub fn check(&self, raw: &str) -> Result<Url, String> {
         let url = well_formed(raw)?;
+        // What is kept and called is the parsed URL, percent-encoded and with
+        // its host in punycode: up to three times the bytes of what was sent.
+        if url.as_str().len() > MAX_URL_LEN {
+            return Err(format!(
+                "callback_url is longer than {MAX_URL_LEN} bytes once percent-encoded"
+            ));
+        }
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
@@ -111,15 +118,7 @@ pub fn well_formed(raw: &str) -> Result<Url, String> {
     if raw.len() > MAX_URL_LEN {
         return Err(format!("callback_url is longer than {MAX_URL_LEN} bytes"));
     }
-    let url = Url::parse(raw).map_err(|e| format!("callback_url is not a URL: {e}"))?;
-    // What is kept and called is the parsed URL, percent-encoded and with
-    // its host in punycode: up to three times the bytes of what was sent.
-    if url.as_str().len() > MAX_URL_LEN {
-        return Err(format!(
-            "callback_url is longer than {MAX_URL_LEN} bytes once percent-encoded"
-        ));
-    }
-    Ok(url)
+    Url::parse(raw).map_err(|e| format!("callback_url is not a URL: {e}"))
 }
 
 /// The shared secret webhooks are signed with: `whsec_` and base64.
