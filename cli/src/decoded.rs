@@ -24,6 +24,9 @@ pub struct DecodedRecord {
     /// From the `event-type` header, else from the schema that wrote the value.
     pub event_type: Option<String>,
     pub request_id: Option<storefront_schemas::RequestId>,
+    /// The W3C trace ID of the `traceparent` header: where the record is in
+    /// an outside tracing UI.
+    pub trace_id: Option<String>,
     /// Every header but the trace context ones, as text.
     pub headers: serde_json::Map<String, Value>,
     /// The value as JSON, or why it could not be decoded.
@@ -166,6 +169,9 @@ impl Decoder {
                 .map(|k| String::from_utf8_lossy(k).into_owned()),
             event_type,
             request_id: record.headers.request_id,
+            trace_id: record
+                .header("traceparent")
+                .and_then(|traceparent| trace_id_of(&traceparent)),
             headers,
             value,
         }
@@ -179,6 +185,15 @@ pub fn fingerprint(schema: &Schema) -> [u8; 8] {
         .bytes
         .try_into()
         .expect("a Rabin fingerprint has 8 bytes")
+}
+
+/// The trace ID of a `traceparent` (`00-<trace id>-<span id>-<flags>`), unless it is all zeros.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let trace_id = traceparent.split('-').nth(1)?;
+    let valid = trace_id.len() == 32
+        && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_ascii_lowercase())
 }
 
 fn is_trace_header(name: &str) -> bool {
@@ -207,6 +222,19 @@ mod tests {
         assert_eq!(event_type, "product");
         assert_eq!(json["name"], "Kettle");
         assert_eq!(json["price_cents"], 2599);
+    }
+
+    #[test]
+    fn the_trace_id_is_read_from_a_valid_traceparent_only() {
+        assert_eq!(
+            trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id_of("garbage"), None);
     }
 
     #[test]

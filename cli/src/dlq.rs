@@ -23,7 +23,8 @@ pub struct Selection {
     pub positions: Vec<(i32, i64)>,
 }
 
-fn parse_position(text: &str) -> Result<(i32, i64), String> {
+/// `<partition>:<offset>` of the dead-letter topic.
+pub fn parse_position(text: &str) -> Result<(i32, i64), String> {
     let (partition, offset) = text
         .split_once(':')
         .ok_or("expected <partition>:<offset>")?;

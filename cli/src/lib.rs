@@ -1,10 +1,11 @@
 //! The `storefront` CLI's library: the tools of the command line (chaos,
-//! bench, dlq, trace, tail, replay, schemas) on top of the development
+//! bench, dlq, trace, tail, replay, schemas, the operator console) on top of the development
 //! stack (`storefront-devstack`: broker, seed, stack, keys), re-exported
 //! here under the names the tools use.
 
 pub mod bench;
 pub mod chaos;
+pub mod console;
 pub mod decoded;
 pub mod dlq;
 pub mod processes;

@@ -6,6 +6,7 @@ use storefront::{
     bench::{self, BenchConfig},
     broker::{self, Cluster, Ports},
     chaos::{self, ChaosConfig},
+    console::{self, Console, ConsoleSettings},
     dlq, keys,
     replay::{self, ReplayArgs},
     schemas,
@@ -96,6 +97,25 @@ enum Command {
         user_svc_secret_key: Option<String>,
         #[arg(long, env = "STOREFRONT_DATA_DIR", default_value = ".storefront")]
         data_dir: PathBuf,
+    },
+    /// The operator console alone (`up` starts one): the requests live, one
+    /// request's timeline, lag, dead letters and replays, in a browser.
+    Console {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        settings: ConsoleSettings,
+        /// The operator token (default: the one in the data directory's keys.env).
+        #[arg(long, env = keys::CONSOLE_TOKEN_VAR, hide_env_values = true)]
+        token: Option<String>,
+        /// user-svc's secret key, for replays of ranges that hold logins
+        /// (default: the one in the data directory's keys.env, if any).
+        #[arg(long, env = keys::SECRET_KEY_VAR, hide_env_values = true)]
+        user_svc_secret_key: Option<String>,
+        #[arg(long, env = "STOREFRONT_DATA_DIR", default_value = ".storefront")]
+        data_dir: PathBuf,
+        #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = storefront_schemas::DEFAULT_PAGE_DEADLINE_MS)]
+        page_deadline_ms: u64,
     },
     /// Benchmark the choreography against a serial HTTP chain, a parallel
     /// HTTP fan-out and Redis polling, and against the broker's own floor.
@@ -192,6 +212,9 @@ struct UpArgs {
     /// Webhooks: the secret (else the one in the data directory's keys.env) and the allowed hosts.
     #[command(flatten)]
     callbacks: gateway::webhooks::CallbackSettings,
+    /// The operator console's address and its link to a tracing UI.
+    #[command(flatten)]
+    console: ConsoleSettings,
     #[command(flatten)]
     seed: SeedConfig,
     #[command(flatten)]
@@ -305,6 +328,46 @@ async fn serve() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Console {
+            kafka,
+            settings,
+            token,
+            user_svc_secret_key,
+            data_dir,
+            page_deadline_ms,
+        } => {
+            let keys_file = data_dir.join("keys.env");
+            let keys = keys_file
+                .exists()
+                .then(|| keys::load_or_create(&keys_file))
+                .transpose()?;
+            let token = match (token, &keys) {
+                (Some(token), _) => keys::ConsoleToken::parse(&token)?,
+                (None, Some(keys)) => keys.console.clone(),
+                (None, None) => anyhow::bail!(
+                    "no operator token: set {} or point --data-dir at a directory with keys.env",
+                    keys::CONSOLE_TOKEN_VAR
+                ),
+            };
+            let unseal_key = match user_svc_secret_key {
+                Some(key) => Some(storefront_schemas::UnsealKey::parse(&key)?),
+                None => keys.map(|k| k.unseal),
+            };
+            let running = console::start(
+                Console {
+                    kafka,
+                    settings,
+                    token,
+                    unseal_key,
+                    page_deadline_ms,
+                },
+                Default::default(),
+            )
+            .await
+            .context("failed to start the console")?;
+            println!("The operator console is at http://{}", running.http_addr);
+            Ok(running.run_until_signal().await?)
+        }
         Command::Bench(config) => {
             let storefront = std::env::current_exe().context("no path to this binary")?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -402,7 +465,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("failed to seed")?;
     print_seed_report(&report);
 
-    let keys = keys::load_or_create(&args.data_dir.join("keys.env"))?;
+    let keys_file = args.data_dir.join("keys.env");
+    let keys = keys::load_or_create(&keys_file)?;
     let mut callbacks = args.callbacks;
     callbacks.webhook_secret.get_or_insert(keys.webhook);
     let config = StackConfig {
@@ -410,7 +474,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         service_addr: args.services_addr,
         page_deadline_ms: args.page_deadline_ms,
         sync_budget_ms: args.sync_budget_ms,
-        unseal_key: keys.unseal,
+        unseal_key: keys.unseal.clone(),
         cookie_key: keys.cookie,
         telemetry: args.telemetry,
         callbacks,
@@ -432,15 +496,31 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             addr = service.http_addr
         );
     }
+    let console = console::start(
+        Console {
+            kafka: config.kafka.clone(),
+            settings: args.console,
+            token: keys.console,
+            unseal_key: Some(keys.unseal),
+            page_deadline_ms: args.page_deadline_ms,
+        },
+        Default::default(),
+    )
+    .await
+    .context("failed to start the operator console")?;
     let url = format!("http://{}", stack.gateway_addr().expect("the gateway runs"));
     println!(
-        "\nThe storefront is up at {url}  (log in as {} / {})\nCtrl-C stops everything.",
+        "\nThe storefront is up at {url}  (log in as {} / {})\nThe operator console is at http://{}  (token: {} in {})\nCtrl-C stops everything.",
         seed::DEMO_USERNAME,
-        seed::DEMO_PASSWORD
+        seed::DEMO_PASSWORD,
+        console.http_addr,
+        keys::CONSOLE_TOKEN_VAR,
+        keys_file.display()
     );
 
     storefront_runtime::shutdown::shutdown_signal().await;
-    eprintln!("Stopping the services...");
+    eprintln!("Stopping the console and the services...");
+    console.stop().await;
     stack.stop().await;
     if let Some(broker) = broker {
         eprintln!("Stopping the broker...");

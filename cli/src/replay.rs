@@ -42,6 +42,11 @@ use crate::{
 /// How long after its deadline a replayed request's page may still come.
 const REPLY_GRACE: Duration = Duration::from_secs(10);
 
+/// Requests replayed at most, unless told.
+pub const DEFAULT_MAX_REQUESTS: usize = 1_000;
+/// Requests sent per second, unless told.
+pub const DEFAULT_RATE: f64 = 20.0;
+
 /// What to replay, where, and how fast.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
@@ -59,10 +64,10 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Replay at most this many requests, the earliest first.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUESTS)]
     pub max_requests: usize,
     /// Requests sent per second.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = DEFAULT_RATE)]
     pub rate: f64,
     /// The report as JSON.
     #[arg(long)]
@@ -177,13 +182,28 @@ pub struct Report {
     pub requests: Vec<Replayed>,
 }
 
+/// A replay refused for what was asked (a range, a rate, a namespace), not
+/// for a failure of the broker.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err(Refused(format!($($arg)*)).into())
+    };
+}
+
 /// Reads the range and checks the target, writing nothing. Blocking.
 pub fn plan(kafka: &KafkaSettings, args: &ReplayArgs) -> anyhow::Result<Plan> {
     if args.to < args.from {
-        bail!("--to is before --from");
+        refuse!("--to is before --from");
     }
     if !(args.rate > 0.0 && args.rate <= 1_000.0) {
-        bail!("--rate must be above 0 and at most 1000 requests per second");
+        refuse!("--rate must be above 0 and at most 1000 requests per second");
+    }
+    if args.max_requests == 0 {
+        refuse!("--max-requests must be at least 1");
     }
     check_namespace(&kafka.topic_prefix, &args.into)?;
     let topics = kafka.topics();
@@ -195,7 +215,7 @@ pub fn plan(kafka: &KafkaSettings, args: &ReplayArgs) -> anyhow::Result<Plan> {
             .iter()
             .any(|p| p.high > 0);
         if used {
-            bail!(
+            refuse!(
                 "namespace {:?} already holds records ({} is not empty): replay into a fresh one",
                 args.into,
                 target.page_requested
@@ -277,18 +297,19 @@ pub fn plan(kafka: &KafkaSettings, args: &ReplayArgs) -> anyhow::Result<Plan> {
 /// be any of the source's.
 fn check_namespace(source: &str, into: &str) -> anyhow::Result<()> {
     if into.is_empty() {
-        bail!("--into must name a namespace (a topic prefix such as replay-1.), never the production one");
+        refuse!("--into must name a namespace (a topic prefix such as replay-1.), never the production one");
     }
-    if !into
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    if into.len() > 100
+        || !into
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
-        bail!("--into {into:?}: a namespace is letters, digits, '.', '_' and '-'");
+        refuse!("--into {into:?}: a namespace is at most 100 letters, digits, '.', '_' and '-'");
     }
     let (source_topics, target_topics) = (Topics::with_prefix(source), Topics::with_prefix(into));
     let source_names = source_topics.all();
     if into == source || target_topics.all().iter().any(|t| source_names.contains(t)) {
-        bail!(
+        refuse!(
             "--into {into:?} would write into the topics being replayed; choose another namespace"
         );
     }

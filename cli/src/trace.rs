@@ -27,6 +27,12 @@ const FIND_WINDOW_MS: i64 = 60_000;
 const REQUEST_SPAN_MS: i64 = 20 * 60_000;
 const READ_DEADLINE: Duration = Duration::from_secs(120);
 
+/// No record of the topics is the ID's: it names no request or session
+/// there (or is older than where the look began).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(String);
+
 /// What was traced.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -157,11 +163,12 @@ pub fn trace(
         );
     }
     let Some(subject) = subject else {
-        bail!(
+        return Err(NotFound(format!(
             "no page.requested between {} and {} is keyed by {id} (a session) or carries it as request-id (a request); check --topic-prefix, or give --since if the ID is older than its first request",
             format_time(origin_ms),
             format_time(find_until)
-        );
+        ))
+        .into());
     };
 
     // 2. Every record of the subject on the partitions that can hold it.

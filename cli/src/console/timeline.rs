@@ -1,0 +1,166 @@
+//! One request's timeline: `storefront trace`'s records (the same locator
+//! reads them), with what the page draws added: who wrote each record, the
+//! deadline, the outcome and its missing parts, the trace ID and its link.
+//! Secrets are redacted here, before anything is sent.
+
+use axum::{
+    extract::{rejection::QueryRejection, Path, Query, State},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use storefront_runtime::dead_letter;
+use storefront_schemas::RequestId;
+
+use super::{
+    error::bad_query,
+    redact::{is_secret, redact, REDACTED},
+    ApiError, AppState,
+};
+use crate::{
+    trace::{self, Step, Trace},
+    when::parse_time,
+};
+
+/// The services, in the order of the flow: one lane each.
+pub(super) const SERVICES: [&str; 5] = [
+    "gateway",
+    "user-svc",
+    "history-svc",
+    "ads-svc",
+    "aggregator",
+];
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Range {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /api/requests/{id}/timeline`.
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    range: Result<Query<Range>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let range = range.map_err(bad_query)?.0;
+    let request_id = RequestId::parse(&id)
+        .ok()
+        .filter(|id| id.created_at_ms().is_some())
+        .ok_or_else(|| {
+            ApiError::invalid("bad_id", format!("{id:?} is not a request ID (a UUIDv7)"))
+        })?;
+    let time = |name: &str, text: Option<String>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                parse_time(&t).map_err(|e| ApiError::invalid("bad_time", format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since", range.since)?, time("until", range.until)?);
+    if let (Some(since), Some(until)) = (since, until) {
+        if until < since {
+            return Err(ApiError::invalid("bad_time", "until is before since"));
+        }
+    }
+    let kafka = state.kafka.clone();
+    let id = request_id.to_string();
+    let trace = tokio::task::spawn_blocking(move || trace::trace(&kafka, &id, since, until))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e.downcast_ref::<trace::NotFound>() {
+            Some(not_found) => ApiError::NotFound(not_found.to_string()),
+            None => ApiError::Kafka(format!("{e:#}")),
+        })?;
+    Ok(Json(timeline(
+        &trace,
+        state.trace_url.as_deref(),
+        state.page_deadline_ms,
+    )))
+}
+
+/// The trace as the page draws it.
+pub(super) fn timeline(trace: &Trace, trace_url: Option<&str>, default_deadline_ms: u64) -> Value {
+    let field = |suffix: &str, path: &[&str]| -> Option<Value> {
+        trace
+            .steps
+            .iter()
+            .filter(|s| s.record.topic.ends_with(suffix))
+            .find_map(|s| {
+                let trace::Step { record, .. } = s;
+                let crate::decoded::Decoded::Value(value) = &record.value else {
+                    return None;
+                };
+                path.iter().try_fold(value, |v, name| v.get(name)).cloned()
+            })
+    };
+    let requested_at_ms = field("page.requested", &["context", "requested_at_ms"])
+        .and_then(|v| v.as_i64())
+        .or_else(|| trace.steps.first().and_then(|s| s.record.timestamp_ms));
+    let deadline_ms = field("page.requested", &["context", "deadline_ms"])
+        .and_then(|v| v.as_i64())
+        .or_else(|| requested_at_ms.map(|at| at + default_deadline_ms as i64));
+    let status = field("page.completed", &["status"]);
+    let missing = field("page.completed", &["missing"]).unwrap_or_else(|| json!([]));
+    let trace_id = trace.steps.iter().find_map(|s| s.record.trace_id.clone());
+    let link = match (trace_url, &trace_id) {
+        (Some(template), Some(id)) => Some(template.replace("{trace_id}", id)),
+        _ => None,
+    };
+    let steps: Vec<Value> = trace.steps.iter().map(step).collect();
+    let mut out = serde_json::to_value(trace).expect("a trace serializes");
+    let fields = out.as_object_mut().expect("a trace is an object");
+    fields.insert("steps".into(), Value::Array(steps));
+    fields.insert("requested_at_ms".into(), json!(requested_at_ms));
+    fields.insert("deadline_ms".into(), json!(deadline_ms));
+    fields.insert("status".into(), status.unwrap_or(Value::Null));
+    fields.insert("missing".into(), missing);
+    fields.insert("trace_id".into(), json!(trace_id));
+    fields.insert("trace_url".into(), json!(link));
+    fields.insert("services".into(), json!(SERVICES));
+    out
+}
+
+/// One step, with who wrote it and no secret.
+fn step(step: &Step) -> Value {
+    let mut value = serde_json::to_value(step).expect("a step serializes");
+    let service = service_of(step);
+    let fields = value.as_object_mut().expect("a step is an object");
+    fields.insert("service".into(), json!(service));
+    if let Some(Value::Object(headers)) = fields.get_mut("headers") {
+        for (name, header) in headers.iter_mut() {
+            if is_secret(name) {
+                *header = Value::String(REDACTED.into());
+            }
+        }
+    }
+    for payload in ["value", "dead_letter"] {
+        if let Some(payload) = fields.get_mut(payload) {
+            redact(payload);
+        }
+    }
+    value
+}
+
+/// Who wrote the record: each topic has one writer; a dead letter was
+/// written by the service that refused the record.
+fn service_of(step: &Step) -> String {
+    let record = &step.record;
+    if let Some(service) = record.header(dead_letter::SERVICE) {
+        return service.to_owned();
+    }
+    let writers = [
+        ("page.requested", "gateway"),
+        ("callback.reported", "gateway"),
+        ("user.resolved", "user-svc"),
+        ("sessions", "user-svc"),
+        ("history.fetched", "history-svc"),
+        ("ads.selected", "ads-svc"),
+        ("page.completed", "aggregator"),
+    ];
+    writers
+        .iter()
+        .find(|(topic, _)| record.topic.ends_with(topic))
+        .map_or("unknown", |(_, service)| service)
+        .to_owned()
+}
