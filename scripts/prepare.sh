@@ -7,8 +7,10 @@
 # the tests check against: fastavro (Avro fingerprints), confluent-kafka (the
 # Kafka client of the example analytics consumer), oteltest (a real OTLP
 # receiver), prometheus_client (the exposition-format parser) and
-# standardwebhooks (the reference webhook signature verifier), and
-# cargo-fuzz for the fuzz smoke test.
+# standardwebhooks (the reference webhook signature verifier),
+# cargo-fuzz for the fuzz smoke test, and for the browser tests Debian's
+# Chromium (plus Node.js and npm where missing) and playwright-core from the
+# npm registry, which drives it (into the cache; it downloads no browser).
 #
 #   scripts/prepare.sh          what `scripts/up` needs
 #   scripts/prepare.sh --test   that, plus what the tests need
@@ -26,8 +28,14 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 #    zlib, redis-server for the Redis baseline of the benchmarks (the bench
 #    and its tests start their own, on a free port), Python for the checks
 #    against outside implementations, and for the broker a Java 17+ runtime
-#    and Maven, each only where the machine has none.
+#    and Maven, each only where the machine has none; for the browser tests
+#    Chromium, and Node.js and npm where there are none.
 packages=(gcc g++ make pkg-config zlib1g-dev redis-server)
+if $want_test; then
+    packages+=(chromium)
+    command -v node >/dev/null 2>&1 || packages+=(nodejs)
+    command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
 python_checks='import fastavro, confluent_kafka, oteltest.sink, prometheus_client.parser, standardwebhooks.webhooks, schemathesis'
 if $want_test && ! "$cache/venv/bin/python3" -c "$python_checks" 2>/dev/null \
     && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -96,7 +104,30 @@ if $want_test; then
     fi
 fi
 
-# 4. For the fuzz smoke test (scripts/fuzz --smoke): cargo-fuzz, once, into
+# 4. For the browser tests (tests/browser/): playwright-core, the
+#    Playwright library without its browser downloads, into the cache; it
+#    drives Debian's Chromium (/usr/bin/chromium). 1.61.1 is the newest that
+#    runs on Node.js 18, Debian 12's own.
+playwright_version=1.61.1
+if $want_test; then
+    node_dir="$cache/node"
+    installed=$(node -p 'require(process.argv[1]).version' \
+        "$node_dir/node_modules/playwright-core/package.json" 2>/dev/null || true)
+    if [[ "$installed" != "$playwright_version" ]]; then
+        node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+        if [[ "$node_major" -lt 18 ]]; then
+            echo "error: playwright-core $playwright_version needs Node.js 18 or newer, and 'node' is $([[ "$node_major" == 0 ]] && echo "missing or broken" || echo "Node.js $node_major")." >&2
+            echo "       Install Debian's nodejs (apt-get install nodejs npm) or put a Node.js 18+ first on PATH." >&2
+            exit 1
+        fi
+        step "Installing playwright-core $playwright_version from the npm registry into $node_dir (about 10 MB, once)"
+        mkdir -p "$node_dir"
+        npm install --prefix "$node_dir" --no-audit --no-fund --save-exact \
+            --loglevel=http "playwright-core@$playwright_version"
+    fi
+fi
+
+# 5. For the fuzz smoke test (scripts/fuzz --smoke): cargo-fuzz, once, into
 #    ~/.cargo/bin.
 if $want_test && ! PATH="$HOME/.cargo/bin:$PATH" cargo fuzz --version >/dev/null 2>&1; then
     step "Installing cargo-fuzz into ~/.cargo/bin (once; a few minutes)"

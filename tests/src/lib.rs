@@ -3,6 +3,8 @@
 //! free ports, and helpers to call the gateway and read topics back.
 
 pub mod ads_world;
+pub mod browser;
+pub mod console;
 pub mod driver_load;
 pub mod python;
 pub mod sse;
