@@ -164,3 +164,104 @@ fn service_of(step: &Step) -> String {
         .map_or("unknown", |(_, service)| service)
         .to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use storefront_schemas::{RequestId, SessionId};
+
+    use super::*;
+    use crate::{
+        decoded::{Decoded, DecodedRecord},
+        trace::Subject,
+    };
+
+    fn step(topic: &str, at: i64, headers: Value, value: Decoded) -> Step {
+        Step {
+            record: DecodedRecord {
+                topic: format!("p.{topic}"),
+                partition: 0,
+                offset: at,
+                timestamp_ms: Some(at),
+                key: None,
+                event_type: None,
+                request_id: None,
+                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                headers: headers.as_object().cloned().unwrap_or_default(),
+                value,
+            },
+            since_start_ms: None,
+            hop_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_partial_page_names_its_missing_part_its_deadline_and_who_refused_what() {
+        let context = json!({"requested_at_ms": 1_000, "deadline_ms": 1_250});
+        let trace = Trace {
+            subject: Subject::Request {
+                request_id: RequestId::new(),
+                session_id: SessionId::new(),
+            },
+            partition: 0,
+            partitions_read: vec![],
+            lookup: String::new(),
+            since_ms: 0,
+            until_ms: 0,
+            steps: vec![
+                step(
+                    "page.requested",
+                    1_000,
+                    json!({}),
+                    Decoded::Value(
+                        json!({"context": context, "login": {"username": "demo", "sealed_password": [1, 2]}}),
+                    ),
+                ),
+                step(
+                    "dead-letters",
+                    1_010,
+                    json!({"dlq-service": "ads-svc", "dlq-reason": "no such product", "x-api-token": "t0p"}),
+                    Decoded::DeadLetter(json!({"context": context})),
+                ),
+                step(
+                    "page.completed",
+                    1_251,
+                    json!({}),
+                    Decoded::Value(
+                        json!({"context": context, "status": "partial", "missing": ["ads"]}),
+                    ),
+                ),
+            ],
+        };
+        let drawn = timeline(&trace, Some("http://jaeger/trace/{trace_id}"), 250);
+        assert_eq!(drawn["status"], "partial");
+        assert_eq!(drawn["missing"], json!(["ads"]));
+        assert_eq!(
+            (
+                drawn["requested_at_ms"].as_i64(),
+                drawn["deadline_ms"].as_i64()
+            ),
+            (Some(1_000), Some(1_250))
+        );
+        assert_eq!(
+            drawn["trace_url"],
+            "http://jaeger/trace/4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let services: Vec<&str> = drawn["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["service"].as_str().unwrap())
+            .collect();
+        assert_eq!(services, ["gateway", "ads-svc", "aggregator"]);
+        assert_eq!(
+            drawn["steps"][0]["value"]["login"]["sealed_password"],
+            REDACTED
+        );
+        assert_eq!(drawn["steps"][1]["headers"]["x-api-token"], REDACTED);
+        assert_eq!(
+            drawn["steps"][1]["headers"]["dlq-reason"],
+            "no such product"
+        );
+    }
+}
