@@ -154,6 +154,25 @@ async fn a_login_appears_live_and_its_timeline_shows_every_topic_and_no_secret()
     assert!(!text.contains(&password), "the password is nowhere");
     assert!(!text.contains("password_hash\":\"$"), "no password hash");
 
+    let (status, credentials) = api
+        .get("/api/topics/credentials/records?since=1h&limit=5")
+        .await;
+    assert_eq!(status, 200, "{credentials}");
+    let records = credentials["records"].as_array().unwrap();
+    assert_eq!(records.len(), 5);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["value"]["password_hash"] == "[redacted]"),
+        "{credentials}"
+    );
+    let (_, topics) = api.get("/api/topics").await;
+    assert!(topics["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "page.completed" && t["records"].as_i64() >= Some(1)));
+
     let (_, stats) = api.get("/api/stats").await;
     let pages: u64 = stats["buckets"]
         .as_array()

@@ -13,6 +13,7 @@ mod groups;
 mod redact;
 mod replays;
 mod timeline;
+mod topics;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -122,6 +123,8 @@ fn router(state: AppState, token: Arc<ConsoleToken>) -> Router {
         .route("/requests/live", get(feed::live))
         .route("/requests/{id}/timeline", get(timeline::show))
         .route("/stats", get(feed::stats))
+        .route("/topics", get(topics::list))
+        .route("/topics/{name}/records", get(topics::records))
         .route("/groups", get(groups::show))
         .route("/dead-letters", get(dead_letters::show))
         .route("/dead-letters/republish", post(dead_letters::republish))

@@ -131,6 +131,18 @@ async fn malformed_filters_ids_and_ranges_get_a_clear_400() {
         ),
         ("GET", "/api/replays/abc", None, "bad_id"),
         (
+            "GET",
+            "/api/topics/no.such.topic/records",
+            None,
+            "unknown_topic",
+        ),
+        (
+            "GET",
+            "/api/topics/page.requested/records?since=then",
+            None,
+            "bad_time",
+        ),
+        (
             "POST",
             "/api/replays/plan",
             Some(r#"{"from": "15m", "into": ""}"#),
@@ -212,7 +224,7 @@ async fn a_replay_into_the_live_namespace_is_refused_by_name() {
 
 #[tokio::test]
 async fn an_unknown_route_under_the_api_is_a_json_404() {
-    let (status, reply, _) = call("GET", "/api/topics/nope", Some(TOKEN), None).await;
+    let (status, reply, _) = call("GET", "/api/nothing/here", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(code(&reply), "not_found");
 }

@@ -251,6 +251,8 @@
     if (app.config.replay_opens_logins === false) {
       setText('replay-note', 'This console has no user-svc key: a range that holds logins cannot be replayed.');
     }
+    // The live stream runs while the console is open, whatever the view.
+    enterRequests();
     route();
   }
 
@@ -458,7 +460,7 @@
       el('td', { class: 'num', text: fmtMs(s.latency_ms) }),
       el('td', { title: user ? `${user.customer_id || ''}${user.city ? ', ' + user.city : ''}` : null },
         user ? (user.name || user.customer_id || '') : none()),
-      el('td', { class: 'mono', title: s.session_id || '' }, shortId(s.session_id)),
+      el('td', { class: 'mono nowrap', title: s.session_id || '' }, shortId(s.session_id)),
       el('td', null, Array.isArray(s.missing) && s.missing.length
         ? s.missing.map((m) => el('span', { class: 'tag', text: m }))
         : none()),
@@ -841,10 +843,11 @@
     for (let i = from; i < to; i++) {
       const key = isArray ? i : keys[i];
       const child = value[key];
-      const li = el('li', null, el('span', { class: 'j-key', text: String(key) }), ': ');
-      if (child !== null && typeof child === 'object') li.append(branch(child, depth + 1));
-      else li.append(leaf(child, key));
-      list.append(li);
+      if (child !== null && typeof child === 'object') {
+        list.append(el('li', null, branch(child, depth + 1, key)));
+      } else {
+        list.append(el('li', null, el('span', { class: 'j-key', text: String(key) }), ': ', leaf(child, key)));
+      }
     }
     if (to < n) {
       const more = el('li', { class: 'j-more' });
@@ -860,12 +863,13 @@
     }
   }
 
-  function branch(value, depth) {
+  function branch(value, depth, key) {
     const n = sizeOf(value);
     const isArray = Array.isArray(value);
-    if (!n) return el('span', { class: 'j-null', text: isArray ? '[]' : '{}' });
+    const name = el('span', { class: 'j-key', text: String(key) });
+    if (!n) return el('span', null, name, ': ', el('span', { class: 'j-null', text: isArray ? '[]' : '{}' }));
     const details = el('details', { class: 'j-node' },
-      el('summary', null, isArray ? `[${plural(n, 'item')}]` : `{${plural(n, 'field')}}`,
+      el('summary', null, name, ': ', el('span', { class: 'j-size', text: isArray ? `[${plural(n, 'item')}]` : `{${plural(n, 'field')}}` }),
         el('span', { class: 'j-preview', text: previewText(value, 80) })));
     let built = false;
     const build = () => {
@@ -1207,7 +1211,8 @@
     const marks = svgEl('g');
     const labels = svgEl('g');
     svg.append(marks, labels);
-    const lastLabelEnd = new Map();
+    // Marks close together in a lane share one label, after the last of them.
+    const groups = new Map();
     timed.forEach(({ s, i }, k) => {
       const x = scaleX(xs[k]);
       const lane = laneOf(s);
@@ -1221,17 +1226,51 @@
       mark.addEventListener('click', () => focusStep(i));
       marks.append(mark);
       const label = String(s.event_type || String(s.topic).split('.').slice(-2).join('.'));
-      const labelW = label.length * 6 + 8;
-      const lx = x + 8;
-      if (lx >= (lastLabelEnd.get(lane) || 0) && lx + labelW <= width) {
-        const text = svgEl('text', { x: lx, y: y + 4, 'font-size': 10.5, class: 'tick' }, label);
-        if (dead) text.setAttribute('fill', DEAD_COLOR);
-        labels.append(text);
-        lastLabelEnd.set(lane, lx + labelW);
+      const list = groups.get(lane) || [];
+      const last = list[list.length - 1];
+      if (last && x - last.x1 < 14) {
+        last.x1 = Math.max(last.x1, x);
+        last.labels.push(label);
       } else {
-        lastLabelEnd.set(lane, Math.max(lastLabelEnd.get(lane) || 0, x + 6));
+        list.push({ x0: x, x1: x, labels: [label], y, dead });
       }
+      groups.set(lane, list);
     });
+    for (const [lane, raw] of groups) {
+      // Groups nearly touching are one for their label.
+      const list = [];
+      for (const g of raw) {
+        const last = list[list.length - 1];
+        if (last && g.x0 - last.x1 < 40) {
+          last.x1 = g.x1;
+          last.labels.push(...g.labels);
+        } else list.push(g);
+      }
+      groups.set(lane, list);
+      list.forEach((g, k) => {
+        const same = g.labels.every((l) => l === g.labels[0]);
+        const n = g.labels.length;
+        const text = n === 1 ? g.labels[0]
+          : g.dead ? `${n} dead letters`
+            : same ? `${n} × ${g.labels[0]}` : plural(n, 'record');
+        const w = text.length * 6 + 6;
+        const next = list[k + 1];
+        const prev = list[k - 1];
+        let lx = g.x1 + 8;
+        let anchor = 'start';
+        if (lx + w > width || (next && lx + w > next.x0 - 6)) {
+          // No room on the right: on the left, if there is room there.
+          lx = g.x0 - 8;
+          anchor = 'end';
+          const part = axis.parts.filter((p) => p.x0 <= g.x0 + 0.5).pop() || axis.parts[0];
+          if (lx - w < part.x0 || (prev && lx - w < prev.x1 + 6 + (prev.labelled ? 200 : 0))) return;
+        }
+        g.labelled = anchor === 'start';
+        const t = svgEl('text', { x: lx, y: g.y + 4, 'font-size': 10.5, class: 'tick', 'text-anchor': anchor }, text);
+        if (g.dead) t.setAttribute('fill', DEAD_COLOR);
+        labels.append(t);
+      });
+    }
   }
 
   function fmtDuration(ms) {
@@ -1445,7 +1484,9 @@
       where.set(l.source_topic, (where.get(l.source_topic) || 0) + 1);
     }
     const lines = Array.from(where, ([topic, n]) => `  ${n} → ${topic}`).join('\n');
-    const question = `Republish ${plural(positions.length, 'dead letter')} to ${where.size === 1 ? 'its source topic' : 'their source topics'}?\n\n${lines}\n\nThe services that refused them will read them again.`;
+    const dest = positions.length === 1 ? 'its source topic' : where.size === 1 ? 'their source topic' : 'their source topics';
+    const question = `Republish ${plural(positions.length, 'dead letter')} to ${dest}?\n\n${lines}\n\n` +
+      `${positions.length === 1 ? 'The service that refused it' : 'The services that refused them'} will read ${positions.length === 1 ? 'it' : 'them'} again.`;
     if (!window.confirm(question)) return;
     const result = $('republish-result');
     const button = $('republish');
@@ -1456,7 +1497,7 @@
       const answer = await api('api/dead-letters/republish', { method: 'POST', body: { positions, confirm: true } });
       const n = answer && answer.republished != null ? Number(answer.republished) : positions.length;
       result.className = 'ok';
-      result.textContent = `Republished ${plural(n, 'dead letter')} to ${where.size === 1 ? 'its source' : 'their sources'}.`;
+      result.textContent = `Republished ${plural(n, 'dead letter')} to ${dest}.`;
       health.selected.clear();
       for (const box of $('dead-letters').querySelectorAll('input[type=checkbox]')) box.checked = false;
       updateRepublish();
