@@ -354,6 +354,7 @@
     streamGen: 0,
     controller: null,
     retryTimer: 0,
+    missedTimer: 0,
   };
 
   function enterRequests() {
@@ -574,6 +575,12 @@
     try {
       await readEvents(res.body, (event, data) => {
         if (gen !== req.streamGen) return;
+        if (event === ':missed') {
+          // The console dropped pages for this slow reader: fetch the list again.
+          clearTimeout(req.missedTimer);
+          req.missedTimer = setTimeout(() => { if (gen === req.streamGen) loadRequests(false); }, 500);
+          return;
+        }
         if (event === 'request' || event === 'message') {
           let summary;
           try {
@@ -627,7 +634,12 @@
     let event = 'message';
     const data = [];
     for (const line of block.split('\n')) {
-      if (line === '' || line[0] === ':') continue; // a comment (keep-alive, "missed N pages")
+      if (line === '') continue;
+      if (line[0] === ':') {
+        // A comment: a keep-alive, or ": missed N pages" from a lagging stream.
+        if (/^:\s*missed \d+/.test(line)) onEvent(':missed', line.slice(1).trim());
+        continue;
+      }
       const colon = line.indexOf(':');
       const field = colon < 0 ? line : line.slice(0, colon);
       let value = colon < 0 ? '' : line.slice(colon + 1);
@@ -707,10 +719,13 @@
       : '—';
 
     const head = el('div', { class: 'card tl-head' },
-      el('h1', null, 'Request ', el('code', { text: requestId }), statusBadge(t.status)),
+      el('h1', null, 'Request ', el('code', { text: requestId }),
+        // page.completed says "unavailable" where the list says "timed out".
+        statusBadge(t.status === 'unavailable' ? 'timed_out' : t.status)),
       el('dl', { class: 'facts' },
         fact('Session', el('code', { text: subject.session_id || '—' })),
-        fact('Outcome', t.status ? String(t.status).replace(/_/g, ' ') : 'no page.completed found',
+        fact('Outcome', t.status === 'unavailable' ? 'unavailable (timed out: the user was not resolved by the deadline)'
+          : t.status ? String(t.status).replace(/_/g, ' ') : 'no page.completed found',
           completed && start != null && isTime(completed.timestamp_ms) ? ` at +${fmtMs(completed.timestamp_ms - start)}` : ''),
         fact('Missing', el('span', {
           id: 'timeline-missing',
@@ -1550,14 +1565,6 @@
     replay.plan = null;
     updateRunButton();
     const pre = $('replay-plan-result');
-    if (!form.from) {
-      showError('replay-error', new ApiError(0, 'from', 'Say where the range begins (From): 15m, 2026-12-01T10:00:00Z or Unix ms.'));
-      return;
-    }
-    if (!form.into) {
-      showError('replay-error', new ApiError(0, 'into', 'Name the namespace to replay into (a topic prefix such as replay-1.).'));
-      return;
-    }
     const button = $('replay-plan');
     button.disabled = true;
     pre.hidden = false;
