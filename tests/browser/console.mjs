@@ -2,8 +2,10 @@
 // token is refused and the right one accepted; a login made through the
 // storefront appears in the live list; its timeline shows a record on
 // every request-path topic, drawn per service, and no password; the health
-// view shows the services' groups and the charts; a replay's dry run says
-// what it would do, and a replay into the live namespace is refused.
+// view shows the services' groups and the charts; the topics view lists the
+// namespace's topics and reads one's records with its secrets redacted, and
+// shows the console's refusal of a topic there is not; a replay's dry run
+// says what it would do, and a replay into the live namespace is refused.
 //
 // Environment (tests/tests/console.rs passes it):
 //   CONSOLE_URL, CONSOLE_TOKEN     the console and its operator token
@@ -20,6 +22,7 @@ import {
   screenshot,
   step,
   texts,
+  waitForHidden,
   waitForText,
   waitForVisible,
 } from './lib.mjs';
@@ -100,6 +103,32 @@ await run('console', async (browser) => {
     await waitForVisible(page, '#chart-rate svg, svg#chart-rate');
     await waitForVisible(page, '#chart-latency svg, svg#chart-latency');
     await screenshot(page, 'health');
+  });
+
+  await step('topics: a record of credentials shows its hash redacted, an unknown topic the refusal', async () => {
+    await page.click('#nav-topics');
+    await waitForVisible(page, '#topics tr[data-topic-name="page.completed"]');
+    await page.click('#topics tr[data-topic-name="credentials"]');
+    await waitForText(page, '#topic-name', 'credentials');
+    assert(page.url().endsWith('#topics/credentials'), `the hash names the topic: ${page.url()}`);
+    await page.click('#topic-load');
+    // The records read on opening the topic are replaced by the ones loaded.
+    await waitForHidden(page, '#topic-loading');
+    const row = '#topic-records tr[data-offset]';
+    await waitForVisible(page, row);
+    await page.locator(`${row} details.record > summary`).first().click();
+    const hash = page.locator('#topic-records tr.step-detail li', { hasText: 'password_hash' }).first();
+    await waitForVisible(page, '#topic-records tr.step-detail li');
+    const shown = ((await hash.textContent()) || '').trim();
+    assert(/^password_hash:\s*\[redacted\]$/.test(shown), `the hash reads [redacted]: the page shows ${JSON.stringify(shown)}`);
+    assert(!(await page.content()).includes('$argon2'), 'no password hash is anywhere on the page');
+    await screenshot(page, 'topics');
+
+    await page.evaluate(() => { location.hash = '#topics/no.such.topic'; });
+    await waitForText(page, '#topic-error', /"no\.such\.topic" is not a topic/);
+    const code = await page.locator('#topic-error').getAttribute('data-code');
+    assert(code === 'unknown_topic', `the error is the console's unknown_topic, not ${code}`);
+    assert(await page.locator('#topic-records-card').isHidden(), 'no records are shown under an unknown topic');
   });
 
   await step('a replay into the live namespace is refused', async () => {

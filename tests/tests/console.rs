@@ -409,6 +409,7 @@ async fn the_console_in_chromium_refuses_a_wrong_token_and_follows_a_request_liv
         "requests-live",
         "timeline",
         "health",
+        "topics",
         "replay-dry-run",
     ] {
         let found = std::fs::read_dir(&screenshots).unwrap().flatten().any(|e| {

@@ -1,7 +1,7 @@
 // The operator console's page: plain JavaScript, no framework, no build step.
 // Every value from the API reaches the page through textContent or an
 // attribute, never as HTML. Views are picked by location.hash:
-// #requests, #request/<id>, #health, #replay.
+// #requests, #request/<id>, #topics, #topics/<name>, #health, #replay.
 (function () {
   'use strict';
 
@@ -277,8 +277,18 @@
 
   // ------------------------------------------------------------------ routing
 
-  const VIEWS = ['requests', 'timeline', 'health', 'replay'];
-  const TITLES = { requests: 'Requests', timeline: 'Request', health: 'Health', replay: 'Replay' };
+  const VIEWS = ['requests', 'timeline', 'topics', 'health', 'replay'];
+  const TITLES = { requests: 'Requests', timeline: 'Request', topics: 'Topics', health: 'Health', replay: 'Replay' };
+
+  /** The rest of the hash after `prefix`, decoded. */
+  function hashArg(hash, prefix) {
+    const raw = hash.slice(prefix.length);
+    try {
+      return decodeURIComponent(raw);
+    } catch (_) {
+      return raw;
+    }
+  }
 
   function route() {
     if (!app.config) return;
@@ -287,11 +297,10 @@
     let arg = null;
     if (hash.startsWith('request/')) {
       view = 'timeline';
-      try {
-        arg = decodeURIComponent(hash.slice('request/'.length));
-      } catch (_) {
-        arg = hash.slice('request/'.length);
-      }
+      arg = hashArg(hash, 'request/');
+    } else if (hash === 'topics' || hash.startsWith('topics/')) {
+      view = 'topics';
+      arg = hash.startsWith('topics/') ? hashArg(hash, 'topics/') || null : null;
     } else if (hash === 'requests' || hash === 'health' || hash === 'replay') {
       view = hash;
     } else {
@@ -310,10 +319,11 @@
       if (current) button.setAttribute('aria-current', 'page');
       else button.removeAttribute('aria-current');
     }
-    document.title = `${TITLES[view]}${arg ? ' ' + shortId(arg) : ''} · Storefront console`;
+    document.title = `${TITLES[view]}${arg ? ' ' + (view === 'topics' ? arg : shortId(arg)) : ''} · Storefront console`;
     if (previous === 'health' && view !== 'health') stopHealth();
     if (view === 'requests') enterRequests();
     else if (view === 'timeline') loadTimeline(arg);
+    else if (view === 'topics') enterTopics(arg, previous !== 'topics');
     else if (view === 'health') startHealth();
     else if (view === 'replay') enterReplay();
   }
@@ -798,9 +808,11 @@
     const payload = dead ? s.dead_letter : hasError ? s.error : s.value;
     const kind = dead ? 'dead letter' : hasError ? 'not decoded' : 'value';
     const reason = dead && s.headers ? s.headers['dlq-reason'] : null;
+    // A timeline's step names its service; a topic's record only has the dead letter's header.
+    const refuser = s.service || (s.headers && s.headers['dlq-service']) || '?';
     const details = el('details', { class: 'record' },
       el('summary', null, el('span', { class: 'kind', text: kind }),
-        reason ? el('span', { class: 'reason', text: `${s.service || '?'} refused it: ${reason}` }) : preview(payload, 140)));
+        reason ? el('span', { class: 'reason', text: `${refuser} refused it: ${reason}` }) : preview(payload, 140)));
     let detailRow = null;
     details.addEventListener('toggle', () => {
       const row = details.closest('tr');
@@ -1362,6 +1374,168 @@
     const details = row.querySelector('details.record');
     if (details) details.open = true;
     row.scrollIntoView({ behavior: 'smooth', block: 'center' });
+  }
+
+  // ------------------------------------------------------------------- topics
+
+  const topics = { list: null, listSeq: 0, name: null, seq: 0 };
+
+  /** #topics or #topics/<name>: the namespace's topics, and the latest records of one. */
+  function enterTopics(name, entering) {
+    if (entering || !topics.list) loadTopics();
+    if (name !== topics.name) {
+      // Another topic's records are not left under this one's name while it loads.
+      $('topic-records').tBodies[0].replaceChildren();
+      $('topic-records-card').hidden = true;
+      clearError('topic-error');
+    }
+    topics.name = name;
+    markTopic();
+    $('topic-none').hidden = name != null;
+    $('topic-browser').hidden = name == null;
+    if (name == null) {
+      topics.seq += 1; // a load under way is for a topic no longer shown
+      $('topic-loading').hidden = true;
+      $('topic-load').disabled = false;
+      return;
+    }
+    const listed = (topics.list || []).find((t) => t.name === name);
+    setText('topic-name', name);
+    $('topic-name').title = listed && listed.topic ? String(listed.topic) : '';
+    loadTopicRecords();
+  }
+
+  async function loadTopics() {
+    const seq = ++topics.listSeq;
+    try {
+      const data = await api('api/topics');
+      if (seq !== topics.listSeq) return;
+      topics.list = data && Array.isArray(data.topics) ? data.topics : [];
+      clearError('topics-error');
+      renderTopics();
+    } catch (err) {
+      if (seq !== topics.listSeq) return;
+      showError('topics-error', err);
+    }
+  }
+
+  function renderTopics() {
+    const list = topics.list || [];
+    $('topics').tBodies[0].replaceChildren(...list.map((t) => {
+      const name = String(t.name);
+      return el('tr', { dataset: { topicName: name }, title: t.topic ? String(t.topic) : null },
+        el('td', { class: 'mono nowrap' }, el('a', { href: '#topics/' + encodeURIComponent(name), text: name })),
+        el('td', { class: 'num', text: fmtInt(t.partitions) }),
+        el('td', { class: 'num', text: fmtInt(t.records) }));
+    }));
+    $('topics-empty').hidden = list.length > 0;
+    const held = list.reduce((sum, t) => sum + (Number(t.records) || 0), 0);
+    setText('topics-count', list.length ? `${plural(list.length, 'topic')}, ${plural(held, 'record')} held` : '');
+    markTopic();
+    if (topics.name != null) {
+      const listed = list.find((t) => t.name === topics.name);
+      $('topic-name').title = listed && listed.topic ? String(listed.topic) : '';
+    }
+  }
+
+  function markTopic() {
+    for (const tr of $('topics').tBodies[0].rows) {
+      if (tr.dataset.topicName === topics.name) tr.setAttribute('aria-current', 'true');
+      else tr.removeAttribute('aria-current');
+    }
+  }
+
+  $('topics').tBodies[0].addEventListener('click', (ev) => {
+    const tr = ev.target.closest('tr[data-topic-name]');
+    if (!tr) return;
+    // A modified click on the name opens it elsewhere, as a link does.
+    if (ev.target.closest('a') && (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey)) return;
+    ev.preventDefault();
+    const target = '#topics/' + encodeURIComponent(tr.dataset.topicName);
+    // The topic shown already: read it again.
+    if (location.hash === target) loadTopicRecords();
+    else location.hash = target;
+  });
+
+  $('topic-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    loadTopicRecords();
+    loadTopics(); // and the counts, which have grown
+  });
+
+  function topicQuery() {
+    const params = new URLSearchParams();
+    for (const [id, name] of [['topic-since', 'since'], ['topic-until', 'until'], ['topic-limit', 'limit']]) {
+      const value = $(id).value.trim();
+      if (value) params.set(name, value);
+    }
+    const q = params.toString();
+    return q ? '?' + q : '';
+  }
+
+  async function loadTopicRecords() {
+    const name = topics.name;
+    if (name == null) return;
+    const seq = ++topics.seq;
+    clearError('topic-error');
+    $('topic-loading').hidden = false;
+    $('topic-load').disabled = true;
+    try {
+      const data = await api('api/topics/' + encodeURIComponent(name) + '/records' + topicQuery());
+      if (seq !== topics.seq || app.view !== 'topics') return;
+      renderTopicRecords(data || {});
+    } catch (err) {
+      if (seq !== topics.seq) return;
+      $('topic-records').tBodies[0].replaceChildren();
+      $('topic-records-card').hidden = true;
+      showError('topic-error', err);
+    } finally {
+      if (seq === topics.seq) {
+        $('topic-loading').hidden = true;
+        $('topic-load').disabled = false;
+      }
+    }
+  }
+
+  function renderTopicRecords(data) {
+    // The API answers oldest first; the newest is shown first, as in the requests.
+    const records = (Array.isArray(data.records) ? data.records : []).slice().reverse();
+    const n = records.length;
+    const limit = Number($('topic-limit').value) || 50;
+    $('topic-records').tBodies[0].replaceChildren(...records.map(topicRecordRow));
+    $('topic-records-empty').hidden = n > 0;
+    setText('topic-count', n === 0 ? 'No records'
+      : `${n >= limit ? 'The latest ' : ''}${plural(n, 'record')}, newest first`);
+    setText('topic-range', `(from ${fmtTime(data.since_ms)} to ${isTime(data.until_ms) ? fmtTime(data.until_ms) : 'now'})`);
+    $('topic-records-card').hidden = false;
+  }
+
+  /** A key as it is, but a UUID (a session ID) by its last characters. */
+  function shortKey(key) {
+    const s = String(key);
+    return /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(s) ? shortId(s) : s;
+  }
+
+  function topicRecordRow(r) {
+    const dead = isDead(r);
+    let time = '—';
+    if (isTime(r.timestamp_ms)) {
+      // Today's by the time of day, as in a timeline; older ones with their date.
+      time = fmtTime(r.timestamp_ms);
+      if (time.slice(0, 10) === fmtTime(Date.now()).slice(0, 10)) time = time.slice(11);
+    }
+    const hasKey = r.key != null && r.key !== '';
+    return el('tr', { class: dead ? 'dead' : null, dataset: { partition: String(r.partition), offset: String(r.offset) } },
+      el('td', { class: 'time', title: isTime(r.timestamp_ms) ? fmtTime(r.timestamp_ms) : null, text: time }),
+      el('td', { class: 'mono nowrap', text: `${r.partition}:${r.offset}` }),
+      el('td', { class: 'mono key', title: hasKey ? String(r.key) : null }, hasKey ? shortKey(r.key) : none()),
+      el('td', { class: 'nowrap' },
+        dead ? [el('span', { class: 'badge dead', text: 'dead letter' }), ' '] : null,
+        r.event_type ? String(r.event_type) : none()),
+      el('td', { class: 'nowrap' }, r.request_id
+        ? el('a', { class: 'mono', href: '#request/' + encodeURIComponent(r.request_id), text: shortId(r.request_id), title: 'request ' + r.request_id })
+        : none()),
+      el('td', { class: 'record' }, recordDetails(r)));
   }
 
   // ------------------------------------------------------------------- health
