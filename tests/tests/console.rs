@@ -224,9 +224,11 @@ async fn the_services_groups_show_their_lag_on_every_partition_they_read() {
         let sum: i64 = partitions.iter().map(|p| p["lag"].as_i64().unwrap()).sum();
         assert_eq!(group["lag"].as_i64().unwrap(), sum);
         for p in partitions {
+            // Nothing committed yet: all of the partition is lag (none of these was trimmed).
+            let committed = p["committed"].as_i64().unwrap_or(0);
             assert_eq!(
                 p["lag"].as_i64().unwrap(),
-                p["end"].as_i64().unwrap() - p["committed"].as_i64().unwrap()
+                p["end"].as_i64().unwrap() - committed
             );
         }
     }

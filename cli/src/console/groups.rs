@@ -1,7 +1,9 @@
 //! Consumer groups and their lag: every group of the namespace that has
-//! committed offsets on its topics, per partition, against the partition's
-//! end. On a transactional topic an idle partition shows a lag of 1: its
-//! last offset is the commit marker, which no consumer reads.
+//! committed offsets on its topics, per partition of each topic it
+//! committed on, against the partition's end. A partition it has not
+//! committed on yet counts all it holds as lag. On a transactional topic
+//! an idle partition shows a lag of 1: its last offset is the commit
+//! marker, which no consumer reads.
 
 use std::time::Duration;
 
@@ -21,7 +23,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct PartitionLag {
     topic: String,
     partition: i32,
-    committed: i64,
+    /// None: nothing committed on this partition yet.
+    committed: Option<i64>,
     end: i64,
     lag: i64,
 }
@@ -74,27 +77,34 @@ fn lag(kafka: &KafkaSettings) -> anyhow::Result<Vec<GroupLag>> {
             .set("enable.auto.commit", "false")
             .create()?;
         let committed = asker.committed_offsets(wanted.clone(), TIMEOUT)?;
-        let mut lags: Vec<PartitionLag> = committed
-            .elements()
+        let elements = committed.elements();
+        let committed: Vec<(&str, i32, i64)> = elements
             .iter()
-            .filter_map(|element| {
-                let Offset::Offset(committed) = element.offset() else {
-                    return None;
-                };
-                let end = ends
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(offset) => Some((element.topic(), element.partition(), offset)),
+                _ => None,
+            })
+            .collect();
+        let mut lags: Vec<PartitionLag> = ends
+            .iter()
+            .filter(|end| {
+                committed
                     .iter()
-                    .find(|p| {
-                        p.partition.topic == element.topic()
-                            && p.partition.partition == element.partition()
-                    })?
-                    .high;
-                Some(PartitionLag {
-                    topic: element.topic().to_owned(),
-                    partition: element.partition(),
-                    committed,
-                    end,
-                    lag: (end - committed).max(0),
-                })
+                    .any(|(topic, ..)| *topic == end.partition.topic)
+            })
+            .map(|end| {
+                let tp = &end.partition;
+                let offset = committed
+                    .iter()
+                    .find(|(topic, partition, _)| *topic == tp.topic && *partition == tp.partition)
+                    .map(|(.., offset)| *offset);
+                PartitionLag {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    committed: offset,
+                    end: end.high,
+                    lag: (end.high - offset.unwrap_or(end.low)).max(0),
+                }
             })
             .collect();
         if lags.is_empty() {
