@@ -4,6 +4,7 @@
 
 pub mod ads_world;
 pub mod driver_load;
+pub mod java;
 pub mod python;
 pub mod sse;
 pub mod telemetry;
