@@ -19,6 +19,7 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.utils.Bytes;
+import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -26,11 +27,11 @@ import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.apache.kafka.streams.kstream.Consumed;
-import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Named;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
+import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.processor.TimestampExtractor;
 import org.apache.kafka.streams.processor.api.FixedKeyProcessor;
@@ -46,7 +47,8 @@ import org.apache.kafka.streams.state.WindowStore;
  * pages written before milestones existed). Pages fall into tumbling
  * one-minute windows by that time; a window is emitted once, when it closes:
  * when a page completed more than the grace period after its end has been
- * read (so the last minute waits for the next page). Per window: pages by
+ * read (so the last minute waits for the next page); a page read after its
+ * minute closed is dropped (Streams' dropped-records metric). Per window: pages by
  * outcome (complete, partial by missing part, rejected, timed out), the p50
  * and p95 of latency (completion minus {@code context.requested_at_ms}) and
  * ad impressions (the ads on the pages) per product and per kind of reason,
@@ -105,7 +107,8 @@ final class PagesPerMinute {
     }
 
     /** The topology, on the topics under {@code prefix}. */
-    static Topology topology(String prefix, Schemas schemas, Duration grace, AtomicLong activity) {
+    static Topology topology(String prefix, Schemas schemas, Duration grace, AtomicLong activity, AtomicLong read,
+            AtomicLong emitted) {
         Schema summary = schemas.current(SUMMARY);
         schemas.current(PAGE);
         StreamsBuilder builder = new StreamsBuilder();
@@ -119,15 +122,17 @@ final class PagesPerMinute {
             .selectKey((session, page) -> "storefront", Named.as("one-key"))
             .repartition(Repartitioned.with(Serdes.String(), Serdes.ByteArray())
                 .withName("pages").withNumberOfPartitions(1))
-            .processValues(() -> new Decode(schemas, activity), Named.as("decode"))
+            .processValues(() -> new Decode(schemas, activity, read), Named.as("decode"))
             .groupByKey()
             .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMinutes(1), grace))
-            .emitStrategy(EmitStrategy.onWindowClose())
             .aggregate(Minute::new, (key, page, minute) -> minute.add(page.record(), page.completedAtMs()),
                 Named.as("minute"),
                 Materialized.<String, Minute, WindowStore<Bytes, byte[]>>as("pages-per-minute")
                     .withKeySerde(Serdes.String()).withValueSerde(Minute.serde()))
-            .toStream(Named.as("closed-minutes"))
+            // Only the final count of a minute, once its grace has passed.
+            .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()).withName("closed-minutes"))
+            .toStream(Named.as("minutes"))
+            .peek((window, minute) -> emitted.incrementAndGet(), Named.as("count-emitted"))
             .map((window, minute) -> {
                 long start = window.window().start();
                 GenericRecord record = minute.toRecord(summary, start, window.window().end());
@@ -153,11 +158,13 @@ final class PagesPerMinute {
     static final class Decode implements FixedKeyProcessor<String, byte[], Page> {
         private final Schemas schemas;
         private final AtomicLong activity;
+        private final AtomicLong read;
         private FixedKeyProcessorContext<String, Page> context;
 
-        Decode(Schemas schemas, AtomicLong activity) {
+        Decode(Schemas schemas, AtomicLong activity, AtomicLong read) {
             this.schemas = schemas;
             this.activity = activity;
+            this.read = read;
         }
 
         @Override
@@ -170,6 +177,7 @@ final class PagesPerMinute {
             activity.set(System.nanoTime());
             try {
                 GenericRecord page = schemas.decode(record.value()).value();
+                read.incrementAndGet();
                 context.forward(record.withValue(new Page(page, record.timestamp())));
             } catch (IOException | RuntimeException e) {
                 // The extractor dropped what does not decode; nothing to count.
@@ -213,9 +221,12 @@ final class PagesPerMinute {
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+        props.put("processing.exception.handler.global.enabled", "true");
 
         AtomicLong activity = new AtomicLong(System.nanoTime());
-        KafkaStreams streams = new KafkaStreams(topology(prefix, schemas, grace, activity), props);
+        AtomicLong read = new AtomicLong();
+        AtomicLong emitted = new AtomicLong();
+        KafkaStreams streams = new KafkaStreams(topology(prefix, schemas, grace, activity, read, emitted), props);
         streams.setUncaughtExceptionHandler(e -> {
             System.err.println("pages-per-minute failed: " + e);
             return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
@@ -241,9 +252,13 @@ final class PagesPerMinute {
                 break;
             }
         }
-        // Idle: close, which commits the last transaction, and leave.
+        // Idle: close, which commits the last transaction, and leave the
+        // group at once (Streams stays a member until its session times out
+        // by default), so that a next run takes the partitions right away.
         Runtime.getRuntime().removeShutdownHook(closer);
-        streams.close(Duration.ofSeconds(30));
+        streams.close(CloseOptions.timeout(Duration.ofSeconds(30))
+            .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP));
+        System.err.println("pages-per-minute: idle; read " + read.get() + " pages, emitted " + emitted.get() + " minutes");
         return 0;
     }
 }
