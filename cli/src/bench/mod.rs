@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context;
 use serde::Serialize;
 use storefront_runtime::KafkaSettings;
 
@@ -34,7 +35,7 @@ use crate::{
 use load::{Phase, Target};
 use report::{
     BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, Restart, ScenarioResult,
-    TuningResult,
+    QuotaRun, TapRead, TapResult, TuningResult,
 };
 
 /// A way to build the page.
@@ -73,6 +74,10 @@ pub enum Scenario {
     Killed,
     /// Five times the rate for 5 s, a third of the way in.
     Burst,
+    /// The load without, then with, an analytics consumer replaying every
+    /// topic from the beginning at full speed (`storefront analytics-tap`);
+    /// the choreography only (the baselines serve nothing from Kafka).
+    Tap,
 }
 
 impl std::fmt::Display for Scenario {
@@ -82,6 +87,7 @@ impl std::fmt::Display for Scenario {
             Self::SlowAds => "slow ads",
             Self::Killed => "history killed 5 s",
             Self::Burst => "burst 5x",
+            Self::Tap => "analytics tap",
         })
     }
 }
@@ -104,7 +110,7 @@ pub struct BenchConfig {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "healthy,slow-ads,killed,burst"
+        default_value = "healthy,slow-ads,killed,burst,tap"
     )]
     pub scenarios: Vec<Scenario>,
     /// Rates of the capacity curve (none: no curve). A design stops climbing
@@ -128,6 +134,10 @@ pub struct BenchConfig {
     /// measured while idle: logged in, no load.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle: Duration,
+    /// The client quota of the tap scenario's third run (fetched bytes per
+    /// second, what `storefront up` sets for analytics consumers); 0: no third run.
+    #[arg(long, default_value_t = crate::analytics_tap::DEFAULT_ANALYTICS_BYTE_RATE)]
+    pub tap_quota: u64,
     /// Also measure the choreography under other fetch.wait.max.ms, linger.ms and partition counts.
     #[arg(long)]
     pub tuning: bool,
@@ -293,7 +303,7 @@ pub async fn run(
             .config
             .scenarios
             .iter()
-            .partition(|s| **s != Scenario::Healthy);
+            .partition(|s| !matches!(s, Scenario::Healthy | Scenario::Tap));
         bench.warm_up(&deployment).await;
         bench.scenarios(&mut deployment, &calm, &mut report).await?;
         bench.capacity(&deployment, &mut report).await;
@@ -506,6 +516,9 @@ impl Bench {
     ) -> anyhow::Result<()> {
         let (rate, duration) = (self.config.rate, self.config.duration);
         for &scenario in scenarios {
+            if scenario == Scenario::Tap && deployment.design != Design::Choreography {
+                continue;
+            }
             progress(
                 self.started,
                 &format!(
@@ -594,6 +607,7 @@ impl Bench {
                     });
                     summary
                 }
+                Scenario::Tap => self.tap(deployment, report).await?,
             };
             report.scenarios.push(ScenarioResult {
                 design: deployment.design,
@@ -605,6 +619,76 @@ impl Bench {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         Ok(())
+    }
+
+    /// The scenario rate without a tap, then with `storefront analytics-tap`
+    /// replaying every topic beside it; the figures side by side go to
+    /// `report.taps`, and the run with the tap is the scenario's result.
+    async fn tap(
+        &self,
+        deployment: &Deployment,
+        report: &mut BenchReport,
+    ) -> anyhow::Result<load::Summary> {
+        let (rate, duration) = (self.config.rate, self.config.duration);
+        let without = load::run(&deployment.target, &[Phase { rate, duration }]).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tap = Tap::start(self).await?;
+        progress(
+            self.started,
+            &format!("choreography: analytics tap replaying every topic ({})", tap.log.display()),
+        );
+        let (before, cpu_before) = (tap.progress(), tap.cpu_ticks());
+        let started = Instant::now();
+        let with_tap = load::run(&deployment.target, &[Phase { rate, duration }]).await;
+        let wall = started.elapsed();
+        let (after, cpu_after) = (tap.progress(), tap.cpu_ticks());
+        let read = TapRead::between(&before, &after, wall, cpu_after.saturating_sub(cpu_before));
+        progress(
+            self.started,
+            &format!(
+                "choreography: p99 {:.1} ms without a tap, {:.1} ms with one reading {:.1} MiB/s",
+                without.p99_ms, with_tap.p99_ms, read.mib_per_sec
+            ),
+        );
+        let mut quota = None;
+        if self.config.tap_quota > 0 {
+            // What `storefront up` does for analytics consumers.
+            let client_id = crate::analytics_tap::client_id(&self.kafka);
+            let rate_limit = self.config.tap_quota;
+            storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, Some(rate_limit))
+                .await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            progress(
+                self.started,
+                &format!("choreography: the tap under a quota of {:.1} MiB/s", rate_limit as f64 / 1024.0 / 1024.0),
+            );
+            let (before, cpu_before) = (tap.progress(), tap.cpu_ticks());
+            let started = Instant::now();
+            let summary = load::run(&deployment.target, &[Phase { rate, duration }]).await;
+            let wall = started.elapsed();
+            let (after, cpu_after) = (tap.progress(), tap.cpu_ticks());
+            storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, None).await?;
+            let read = TapRead::between(&before, &after, wall, cpu_after.saturating_sub(cpu_before));
+            progress(
+                self.started,
+                &format!("choreography: p99 {:.1} ms with the tap held to {:.1} MiB/s", summary.p99_ms, read.mib_per_sec),
+            );
+            quota = Some(QuotaRun {
+                consumer_byte_rate: rate_limit,
+                summary,
+                tap: read,
+            });
+        }
+        tap.stop().await;
+        report.taps.push(TapResult {
+            rate,
+            duration_secs: duration.as_secs_f64(),
+            without,
+            with_tap: with_tap.clone(),
+            tap: read,
+            quota,
+        });
+        Ok(with_tap)
     }
 
     /// Serves the scenario rate for the warm-up, measuring nothing.
@@ -906,6 +990,55 @@ fn process_specs(design: Design, redis_url: Option<&str>) -> anyhow::Result<Vec<
         baseline("ads", "ads", ads),
         baseline("gateway", "gateway", gateway),
     ])
+}
+
+/// `storefront analytics-tap` as a child process, its progress lines in a file.
+struct Tap {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Tap {
+    /// Starts it and waits until it has read its first records.
+    async fn start(bench: &Bench) -> anyhow::Result<Self> {
+        let log = bench.work_dir.join("analytics-tap.log");
+        let child = tokio::process::Command::new(&bench.storefront)
+            .arg("analytics-tap")
+            .envs(bench.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("failed to start storefront analytics-tap")?;
+        let tap = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tap.progress().records == 0 {
+            anyhow::ensure!(Instant::now() < deadline, "the analytics tap read nothing in 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(tap)
+    }
+
+    /// Its last progress line.
+    fn progress(&self) -> crate::analytics_tap::TapProgress {
+        std::fs::read_to_string(&self.log)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .rev()
+                    .find_map(|line| serde_json::from_str(line).ok())
+            })
+            .unwrap_or_default()
+    }
+
+    fn cpu_ticks(&self) -> u64 {
+        self.child.id().and_then(processes::cpu_ticks).unwrap_or(0)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 /// A redis-server of the bench's own.

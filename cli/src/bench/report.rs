@@ -73,6 +73,68 @@ pub struct TuningResult {
     pub broker_cpu_percent: f64,
 }
 
+/// What the analytics tap read while the load ran beside it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TapRead {
+    pub records: u64,
+    pub mib_per_sec: f64,
+    pub records_per_sec: f64,
+    /// Whole reads of every topic it finished.
+    pub passes: u64,
+    /// The tap process's CPU, share of one core.
+    pub cpu_percent: f64,
+}
+
+impl TapRead {
+    /// From two progress lines `wall` apart and the CPU ticks the tap used between them.
+    pub fn between(
+        before: &crate::analytics_tap::TapProgress,
+        after: &crate::analytics_tap::TapProgress,
+        wall: std::time::Duration,
+        cpu_ticks: u64,
+    ) -> Self {
+        let secs = wall.as_secs_f64().max(1e-9);
+        let records = after.records.saturating_sub(before.records);
+        let bytes = after.bytes.saturating_sub(before.bytes);
+        Self {
+            records,
+            mib_per_sec: bytes as f64 / 1024.0 / 1024.0 / secs,
+            records_per_sec: records as f64 / secs,
+            passes: after.passes.saturating_sub(before.passes),
+            cpu_percent: crate::processes::ticks_to_duration(cpu_ticks).as_secs_f64() / secs
+                * 100.0,
+        }
+    }
+}
+
+/// The choreography's page latency without and with an analytics tap.
+#[derive(Debug, Clone, Serialize)]
+pub struct TapResult {
+    pub rate: f64,
+    pub duration_secs: f64,
+    pub without: Summary,
+    pub with_tap: Summary,
+    pub tap: TapRead,
+    /// The same with the tap's client id under a quota.
+    pub quota: Option<QuotaRun>,
+}
+
+/// The tap scenario's run with the tap under a client quota.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaRun {
+    /// Fetched bytes per second and broker.
+    pub consumer_byte_rate: u64,
+    pub summary: Summary,
+    pub tap: TapRead,
+}
+
+impl TapResult {
+    /// How much the tap raised the page p99, in percent.
+    pub fn p99_rise_percent(&self) -> f64 {
+        (self.with_tap.p99_ms / self.without.p99_ms - 1.0) * 100.0
+    }
+}
+
 /// Everything one bench run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
@@ -93,6 +155,8 @@ pub struct BenchReport {
     pub tuning_failures: Vec<String>,
     /// Login latency through the choreography (argon2id bound), p50 and p99 ms.
     pub logins: Option<Summary>,
+    /// The tap scenario: page latency without and with an analytics consumer.
+    pub taps: Vec<TapResult>,
 }
 
 /// p99 at or under which a rate counts as sustained.
@@ -169,6 +233,30 @@ impl BenchReport {
                     None => "not by the end of the scenario".to_owned(),
                 }
             );
+        }
+        if !self.taps.is_empty() {
+            out.push_str("\n**Analytics tap** (the choreography's pages while `storefront analytics-tap` replays every topic from the beginning at full speed, in a loop; ms)\n\n");
+            out.push_str("| rate/s | s | tap | tap MiB/s | tap records/s | tap CPU % | p50 | p99 | p99.9 | max | partial | errors | lost | p99 rise |\n");
+            out.push_str("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            for t in &self.taps {
+                let row = |out: &mut String, tap: &str, read: Option<&TapRead>, s: &Summary, rise: &str| {
+                    let (mib, records, cpu) = read.map_or(("–".to_owned(), "–".to_owned(), "–".to_owned()), |r| {
+                        (format!("{:.1}", r.mib_per_sec), format!("{:.0}", r.records_per_sec), format!("{:.0}", r.cpu_percent))
+                    });
+                    let _ = writeln!(
+                        out,
+                        "| {} | {:.0} | {tap} | {mib} | {records} | {cpu} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {rise} |",
+                        t.rate, t.duration_secs, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms, s.partial, errors(s), s.lost
+                    );
+                };
+                row(&mut out, "none", None, &t.without, "");
+                row(&mut out, "replaying", Some(&t.tap), &t.with_tap, &format!("{:+.0} %", t.p99_rise_percent()));
+                if let Some(q) = &t.quota {
+                    let rise = (q.summary.p99_ms / t.without.p99_ms - 1.0) * 100.0;
+                    let name = format!("replaying, quota {:.1} MiB/s", q.consumer_byte_rate as f64 / 1024.0 / 1024.0);
+                    row(&mut out, &name, Some(&q.tap), &q.summary, &format!("{rise:+.0} %"));
+                }
+            }
         }
         for restart in &self.restarts {
             let _ = writeln!(
