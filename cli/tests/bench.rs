@@ -116,6 +116,24 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
             .unwrap_or_else(|| panic!("no idle CPU of {process}: {idle:?}"));
         assert!(row["cpu_percent"].as_f64().unwrap() >= 0.0, "{row}");
     }
+    // The tap scenario: the choreography only, without, with the tap, and
+    // with it under the analytics quota; the tap read records each time.
+    let taps = report["taps"].as_array().unwrap();
+    assert_eq!(taps.len(), 1, "{taps:?}");
+    let tap = &taps[0];
+    for run in [&tap["without"], &tap["with_tap"], &tap["quota"]["summary"]] {
+        assert!(run["sent"].as_u64().unwrap() > 0, "{tap}");
+        assert!(run["p99_ms"].as_f64().unwrap() > 0.0, "{tap}");
+    }
+    for read in [&tap["tap"], &tap["quota"]["tap"]] {
+        assert!(read["records"].as_u64().unwrap() > 0, "the tap read: {tap}");
+    }
+    assert!(
+        results
+            .iter()
+            .all(|r| r["scenario"] != "tap" || r["design"] == "choreography"),
+        "only the choreography is tapped"
+    );
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
     let markdown = std::fs::read_to_string(&markdown).unwrap();
@@ -124,5 +142,6 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
         "{markdown}"
     );
     assert!(markdown.contains("**Targets**"), "{markdown}");
+    assert!(markdown.contains("**Analytics tap**"), "{markdown}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -490,6 +490,26 @@ impl BenchReport {
                 verdict(worst.peak_rss_mib * 1.048_576 < 100.0)
             ));
         }
+        for tap in &self.taps {
+            let rise = tap.p99_rise_percent();
+            lines.push(format!(
+                "an analytics tap replaying every topic raises the page p99 at {}/s by under 20 %: {:.1} ms to {:.1} ms = {rise:+.0} %, {}",
+                tap.rate,
+                tap.without.p99_ms,
+                tap.with_tap.p99_ms,
+                verdict(rise < 20.0)
+            ));
+            if let Some(q) = &tap.quota {
+                let rise = (q.summary.p99_ms / tap.without.p99_ms - 1.0) * 100.0;
+                lines.push(format!(
+                    "the same under the analytics quota ({:.1} MiB/s): {:.1} ms to {:.1} ms = {rise:+.0} %, {}",
+                    q.consumer_byte_rate as f64 / 1024.0 / 1024.0,
+                    tap.without.p99_ms,
+                    q.summary.p99_ms,
+                    verdict(rise < 20.0)
+                ));
+            }
+        }
         lines
     }
 
