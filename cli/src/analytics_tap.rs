@@ -108,11 +108,15 @@ pub fn run(kafka: &KafkaSettings, args: &TapArgs) -> anyhow::Result<TapProgress>
                 let message = message.context("read a record")?;
                 progress.records += 1;
                 progress.bytes += (message.key().map_or(0, <[u8]>::len)
-                    + message.payload().map_or(0, <[u8]>::len)) as u64;
+                    + message.payload().map_or(0, <[u8]>::len))
+                    as u64;
                 // What a consumer does with a record: decode it.
                 let _ = decoder.decode_value(message.payload().unwrap_or_default());
                 let key = (message.topic().to_owned(), message.partition());
-                if ends.get(&key).is_some_and(|end| message.offset() + 1 >= *end) {
+                if ends
+                    .get(&key)
+                    .is_some_and(|end| message.offset() + 1 >= *end)
+                {
                     ends.remove(&key);
                 }
             }

@@ -31,7 +31,11 @@ pub async fn set_consumer_byte_rate(
     client_id: &str,
     bytes_per_sec: Option<u64>,
 ) -> Result<()> {
-    let request = alter_request(client_id, CONSUMER_BYTE_RATE, bytes_per_sec.map(|b| b as f64));
+    let request = alter_request(
+        client_id,
+        CONSUMER_BYTE_RATE,
+        bytes_per_sec.map(|b| b as f64),
+    );
     ask(settings, request, |r| parse_response(&r)).await
 }
 
@@ -112,15 +116,21 @@ impl<'a> Reader<'a> {
     }
 
     fn i16(&mut self) -> Result<i16> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(i16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
 
     fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn f64(&mut self) -> Result<f64> {
-        Ok(f64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(f64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     /// A string or nullable string (null as empty).
@@ -141,7 +151,10 @@ impl<'a> Reader<'a> {
 
 /// DescribeClientQuotas v0 response: the first entity's quota values.
 fn parse_describe(response: &[u8]) -> Result<Vec<(String, f64)>> {
-    let mut r = Reader { bytes: response, at: 0 };
+    let mut r = Reader {
+        bytes: response,
+        at: 0,
+    };
     r.correlation()?;
     let _throttle_ms = r.i32()?;
     let code = r.i16()?;
@@ -210,7 +223,10 @@ fn exchange(server: &str, request: &[u8]) -> Result<Vec<u8>> {
 /// AlterClientQuotas v0 response: correlation id, throttle time, then per
 /// entry an error code and message (and the entity, not needed).
 fn parse_response(response: &[u8]) -> Result<()> {
-    let mut r = Reader { bytes: response, at: 0 };
+    let mut r = Reader {
+        bytes: response,
+        at: 0,
+    };
     r.correlation()?;
     let _throttle_ms = r.i32()?;
     if r.i32()? < 1 {
@@ -247,7 +263,11 @@ mod tests {
         assert_eq!(request[..4], (expected.len() as i32).to_be_bytes());
         assert_eq!(request[4..], expected);
         let removal = alter_request("analytics", CONSUMER_BYTE_RATE, None);
-        assert_eq!(removal[removal.len() - 2..], [1, 0], "remove, not validate only");
+        assert_eq!(
+            removal[removal.len() - 2..],
+            [1, 0],
+            "remove, not validate only"
+        );
     }
 
     #[test]

@@ -161,7 +161,10 @@ fn java_parsing_fingerprint64_is_the_header_of_every_released_schema() {
         let (long, bytes) = java
             .get(file.as_str())
             .unwrap_or_else(|| panic!("Java did not read {file}"));
-        assert_eq!(bytes, fingerprint, "{file}: Java's header differs from released.txt");
+        assert_eq!(
+            bytes, fingerprint,
+            "{file}: Java's header differs from released.txt"
+        );
         let ours: [u8; 8] = (0..8)
             .map(|i| u8::from_str_radix(&fingerprint[2 * i..2 * i + 2], 16).unwrap())
             .collect::<Vec<_>>()

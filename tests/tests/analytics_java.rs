@@ -16,8 +16,8 @@ use storefront_devstack::stack::Service;
 use storefront_e2e::{fresh_namespace, java, read_topic, TestStack};
 use storefront_runtime::{topics, KafkaSettings};
 use storefront_schemas::{
-    contracts, encode, Ad, Milestone, PageCompleted, PageStatus, PagesPerMinute,
-    RequestContext, RequestId, SessionId, UserProfile, SINGLE_OBJECT_MAGIC,
+    contracts, encode, Ad, Milestone, PageCompleted, PageStatus, PagesPerMinute, RequestContext,
+    RequestId, SessionId, UserProfile, SINGLE_OBJECT_MAGIC,
 };
 
 /// Runs a command of the example to its end; its stdout as JSON lines.
@@ -97,7 +97,10 @@ async fn the_java_tap_decodes_what_a_login_produced_with_avros_reference_decoder
     let total = records_on_all_topics(&kafka).await;
     let records = tap(&kafka, &kafka.group("analytics.java-test"), total).await;
     assert_eq!(records.len(), total, "every record printed");
-    let failed: Vec<&Value> = records.iter().filter(|r| r.get("error").is_some()).collect();
+    let failed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
     assert!(failed.is_empty(), "records that did not decode: {failed:?}");
 
     let topics = kafka.topics();
@@ -107,7 +110,10 @@ async fn the_java_tap_decodes_what_a_login_produced_with_avros_reference_decoder
             .iter()
             .filter(|r| r["value"]["context"]["request_id"] == request_id)
             .collect();
-        let on: Vec<&str> = events.iter().map(|r| r["topic"].as_str().unwrap()).collect();
+        let on: Vec<&str> = events
+            .iter()
+            .map(|r| r["topic"].as_str().unwrap())
+            .collect();
         for topic in [
             &topics.page_requested,
             &topics.user_resolved,
@@ -131,11 +137,18 @@ async fn the_java_tap_decodes_what_a_login_produced_with_avros_reference_decoder
         let value = &completed["value"];
         assert_eq!(value["status"], reply.body["status"]);
         assert_eq!(value["missing"], reply.body["missing"]);
-        assert_eq!(value["user"]["customer_id"], reply.body["page"]["user"]["id"]);
+        assert_eq!(
+            value["user"]["customer_id"],
+            reply.body["page"]["user"]["id"]
+        );
         assert_eq!(value["user"]["name"], reply.body["page"]["user"]["name"]);
         assert_eq!(value["user"]["city"], reply.body["page"]["user"]["city"]);
         let ids = |ads: &Value, field: &str| -> Vec<Value> {
-            ads.as_array().unwrap().iter().map(|a| a[field].clone()).collect()
+            ads.as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a[field].clone())
+                .collect()
         };
         assert_eq!(
             ids(&value["ads"], "product_id"),
@@ -159,7 +172,9 @@ async fn the_java_tap_decodes_what_a_login_produced_with_avros_reference_decoder
         })
         .unwrap();
     assert_eq!(requested["value"]["login"]["username"], username.as_str());
-    let sealed = requested["value"]["login"]["sealed_password"].as_str().unwrap();
+    let sealed = requested["value"]["login"]["sealed_password"]
+        .as_str()
+        .unwrap();
     assert!(
         !sealed.is_empty() && !requested.to_string().contains(password.as_str()),
         "the password is sealed, not in clear: {requested}"
@@ -257,7 +272,10 @@ fn written_with_previous(file: &str, page: &PageCompleted) -> Vec<u8> {
         .find(|(f, _)| **f == file)
         .unwrap();
     let schema = Schema::parse_str(json).unwrap();
-    let value = apache_avro::to_value(page).unwrap().resolve(&schema).unwrap();
+    let value = apache_avro::to_value(page)
+        .unwrap()
+        .resolve(&schema)
+        .unwrap();
     let mut bytes = SINGLE_OBJECT_MAGIC.to_vec();
     bytes.extend_from_slice(&schema.fingerprint::<Rabin>().bytes);
     let writer = GenericDatumWriter::builder(&schema).build().unwrap();
@@ -345,26 +363,85 @@ async fn the_streams_job_counts_a_known_set_of_pages_per_minute_exactly() {
     let mut v1 = feed(0, &v1_page);
     // v1 has no milestones: its event time is the record's timestamp.
     v1.payload = written_with_previous("page_completed.v1.avsc", &v1_page);
-    let mut v2 = feed(2, &page(3, Complete, &[], t0 + 20 * s, 140, &[("p-3", POPULAR)]));
+    let mut v2 = feed(
+        2,
+        &page(3, Complete, &[], t0 + 20 * s, 140, &[("p-3", POPULAR)]),
+    );
     v2.payload = written_with_previous(
         "page_completed.v2.avsc",
         &page(3, Complete, &[], t0 + 20 * s, 140, &[("p-3", POPULAR)]),
     );
     let first_minute = vec![
-        feed(0, &page(1, Complete, &[], t0 + 5 * s, 100, &[("p-1", TOGETHER), ("p-2", BEST)])),
-        feed(1, &page(2, Complete, &[], t0 + 10 * s, 120, &[("p-1", TOGETHER)])),
+        feed(
+            0,
+            &page(
+                1,
+                Complete,
+                &[],
+                t0 + 5 * s,
+                100,
+                &[("p-1", TOGETHER), ("p-2", BEST)],
+            ),
+        ),
+        feed(
+            1,
+            &page(2, Complete, &[], t0 + 10 * s, 120, &[("p-1", TOGETHER)]),
+        ),
         v2,
         v1,
         feed(1, &page(5, Partial, &["ads"], t0 + 40 * s, 250, &[])),
-        feed(2, &page(6, Partial, &["history", "ads"], t0 + 45 * s, 250, &[])),
+        feed(
+            2,
+            &page(6, Partial, &["history", "ads"], t0 + 45 * s, 250, &[]),
+        ),
         feed(0, &page(7, Rejected, &[], t0 + 50 * s, 30, &[])),
-        feed(1, &page(8, Unavailable, &["user", "history", "ads"], t0 + MINUTE - 1, 250, &[])),
+        feed(
+            1,
+            &page(
+                8,
+                Unavailable,
+                &["user", "history", "ads"],
+                t0 + MINUTE - 1,
+                250,
+                &[],
+            ),
+        ),
     ];
     // Minute t0 + 1: three pages, the first exactly on the boundary.
     let second_minute = vec![
-        feed(2, &page(9, Complete, &[], t0 + MINUTE, 90, &[("p-4", "Shown for a reason of its own")])),
-        feed(0, &page(10, Complete, &[], t0 + MINUTE + 30 * s, 110, &[("p-1", TOGETHER), ("p-4", TOGETHER)])),
-        feed(1, &page(11, Partial, &["history"], t0 + 2 * MINUTE - 1, 250, &[("p-2", BEST)])),
+        feed(
+            2,
+            &page(
+                9,
+                Complete,
+                &[],
+                t0 + MINUTE,
+                90,
+                &[("p-4", "Shown for a reason of its own")],
+            ),
+        ),
+        feed(
+            0,
+            &page(
+                10,
+                Complete,
+                &[],
+                t0 + MINUTE + 30 * s,
+                110,
+                &[("p-1", TOGETHER), ("p-4", TOGETHER)],
+            ),
+        ),
+        feed(
+            1,
+            &page(
+                11,
+                Partial,
+                &["history"],
+                t0 + 2 * MINUTE - 1,
+                250,
+                &[("p-2", BEST)],
+            ),
+        ),
     ];
     produce(&kafka, &first_minute).await;
     produce(&kafka, &second_minute).await;
@@ -372,7 +449,9 @@ async fn the_streams_job_counts_a_known_set_of_pages_per_minute_exactly() {
     // whatever order its three input tasks take, and keeps its windows.
     run_streams_job(&kafka).await;
     assert!(
-        read_topic(&kafka, &kafka.topics().pages_per_minute).await.is_empty(),
+        read_topic(&kafka, &kafka.topics().pages_per_minute)
+            .await
+            .is_empty(),
         "no window closed before its grace ran out"
     );
 
@@ -380,7 +459,10 @@ async fn the_streams_job_counts_a_known_set_of_pages_per_minute_exactly() {
     // after it is past the grace, so dropped.
     let later = vec![
         feed(0, &page(12, Complete, &[], t0 + 10 * MINUTE, 50, &[])),
-        feed(0, &page(13, Complete, &[], t0 + 30 * s, 100, &[("p-9", BEST)])),
+        feed(
+            0,
+            &page(13, Complete, &[], t0 + 30 * s, 100, &[("p-9", BEST)]),
+        ),
     ];
     produce(&kafka, &later).await;
     run_streams_job(&kafka).await;
@@ -456,10 +538,14 @@ async fn the_streams_job_counts_a_known_set_of_pages_per_minute_exactly() {
     // The tap reads the namespace: the older versions through Avro's
     // resolution, and the job's own records.
     let total = records_on_all_topics(&kafka).await;
-    assert_eq!(total, first_minute.len() + second_minute.len() + later.len() + 2);
+    assert_eq!(
+        total,
+        first_minute.len() + second_minute.len() + later.len() + 2
+    );
     let records = tap(&kafka, &kafka.group("analytics.java-test"), total).await;
     let schemas: BTreeMap<&str, usize> = records.iter().fold(BTreeMap::new(), |mut m, r| {
-        *m.entry(r["schema"].as_str().unwrap_or("(error)")).or_default() += 1;
+        *m.entry(r["schema"].as_str().unwrap_or("(error)"))
+            .or_default() += 1;
         m
     });
     assert_eq!(
@@ -476,7 +562,11 @@ async fn the_streams_job_counts_a_known_set_of_pages_per_minute_exactly() {
         .iter()
         .find(|r| r["schema"] == "previous/page_completed.v1.avsc")
         .unwrap();
-    assert_eq!(old["value"]["milestones"], Value::Array(vec![]), "defaults fill what v1 lacks");
+    assert_eq!(
+        old["value"]["milestones"],
+        Value::Array(vec![]),
+        "defaults fill what v1 lacks"
+    );
     assert_eq!(old["value"]["ads"][0]["product_id"], "p-2");
     let summary = records
         .iter()

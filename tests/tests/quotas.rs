@@ -8,11 +8,17 @@ use storefront_e2e::fresh_namespace;
 use storefront_runtime::quotas;
 
 #[tokio::test]
-async fn a_consumer_byte_rate_set_for_the_analytics_client_id_is_held_by_the_broker_until_removed() {
+async fn a_consumer_byte_rate_set_for_the_analytics_client_id_is_held_by_the_broker_until_removed()
+{
     let kafka = fresh_namespace();
     let analytics = format!("{}analytics", kafka.topic_prefix);
     let other = format!("{}user-svc", kafka.topic_prefix);
-    assert_eq!(quotas::consumer_byte_rate(&kafka, &analytics).await.unwrap(), None);
+    assert_eq!(
+        quotas::consumer_byte_rate(&kafka, &analytics)
+            .await
+            .unwrap(),
+        None
+    );
 
     quotas::set_consumer_byte_rate(&kafka, &analytics, Some(2 * 1024 * 1024))
         .await
@@ -20,7 +26,9 @@ async fn a_consumer_byte_rate_set_for_the_analytics_client_id_is_held_by_the_bro
     // The controller applies it; the broker that answers learns it from the
     // metadata log a moment later.
     let held = storefront_e2e::eventually(std::time::Duration::from_secs(10), || async {
-        quotas::consumer_byte_rate(&kafka, &analytics).await.unwrap()
+        quotas::consumer_byte_rate(&kafka, &analytics)
+            .await
+            .unwrap()
     })
     .await;
     assert_eq!(held, Some(2_097_152.0));

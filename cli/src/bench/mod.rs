@@ -34,8 +34,8 @@ use crate::{
 };
 use load::{Phase, Target};
 use report::{
-    BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, Restart, ScenarioResult,
-    QuotaRun, TapRead, TapResult, TuningResult,
+    BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, QuotaRun, Restart,
+    ScenarioResult, TapRead, TapResult, TuningResult,
 };
 
 /// A way to build the page.
@@ -635,7 +635,10 @@ impl Bench {
         let tap = Tap::start(self).await?;
         progress(
             self.started,
-            &format!("choreography: analytics tap replaying every topic ({})", tap.log.display()),
+            &format!(
+                "choreography: analytics tap replaying every topic ({})",
+                tap.log.display()
+            ),
         );
         let (before, cpu_before) = (tap.progress(), tap.cpu_ticks());
         let started = Instant::now();
@@ -655,23 +658,35 @@ impl Bench {
             // What `storefront up` does for analytics consumers.
             let client_id = crate::analytics_tap::client_id(&self.kafka);
             let rate_limit = self.config.tap_quota;
-            storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, Some(rate_limit))
-                .await?;
+            storefront_runtime::quotas::set_consumer_byte_rate(
+                &self.kafka,
+                &client_id,
+                Some(rate_limit),
+            )
+            .await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             progress(
                 self.started,
-                &format!("choreography: the tap under a quota of {:.1} MiB/s", rate_limit as f64 / 1024.0 / 1024.0),
+                &format!(
+                    "choreography: the tap under a quota of {:.1} MiB/s",
+                    rate_limit as f64 / 1024.0 / 1024.0
+                ),
             );
             let (before, cpu_before) = (tap.progress(), tap.cpu_ticks());
             let started = Instant::now();
             let summary = load::run(&deployment.target, &[Phase { rate, duration }]).await;
             let wall = started.elapsed();
             let (after, cpu_after) = (tap.progress(), tap.cpu_ticks());
-            storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, None).await?;
-            let read = TapRead::between(&before, &after, wall, cpu_after.saturating_sub(cpu_before));
+            storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, None)
+                .await?;
+            let read =
+                TapRead::between(&before, &after, wall, cpu_after.saturating_sub(cpu_before));
             progress(
                 self.started,
-                &format!("choreography: p99 {:.1} ms with the tap held to {:.1} MiB/s", summary.p99_ms, read.mib_per_sec),
+                &format!(
+                    "choreography: p99 {:.1} ms with the tap held to {:.1} MiB/s",
+                    summary.p99_ms, read.mib_per_sec
+                ),
             );
             quota = Some(QuotaRun {
                 consumer_byte_rate: rate_limit,
@@ -1014,7 +1029,10 @@ impl Tap {
         let tap = Self { child, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         while tap.progress().records == 0 {
-            anyhow::ensure!(Instant::now() < deadline, "the analytics tap read nothing in 60 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the analytics tap read nothing in 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(tap)

@@ -239,10 +239,21 @@ impl BenchReport {
             out.push_str("| rate/s | s | tap | tap MiB/s | tap records/s | tap CPU % | p50 | p99 | p99.9 | max | partial | errors | lost | p99 rise |\n");
             out.push_str("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
             for t in &self.taps {
-                let row = |out: &mut String, tap: &str, read: Option<&TapRead>, s: &Summary, rise: &str| {
-                    let (mib, records, cpu) = read.map_or(("–".to_owned(), "–".to_owned(), "–".to_owned()), |r| {
-                        (format!("{:.1}", r.mib_per_sec), format!("{:.0}", r.records_per_sec), format!("{:.0}", r.cpu_percent))
-                    });
+                let row = |out: &mut String,
+                           tap: &str,
+                           read: Option<&TapRead>,
+                           s: &Summary,
+                           rise: &str| {
+                    let (mib, records, cpu) = read.map_or(
+                        ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+                        |r| {
+                            (
+                                format!("{:.1}", r.mib_per_sec),
+                                format!("{:.0}", r.records_per_sec),
+                                format!("{:.0}", r.cpu_percent),
+                            )
+                        },
+                    );
                     let _ = writeln!(
                         out,
                         "| {} | {:.0} | {tap} | {mib} | {records} | {cpu} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {rise} |",
@@ -250,11 +261,26 @@ impl BenchReport {
                     );
                 };
                 row(&mut out, "none", None, &t.without, "");
-                row(&mut out, "replaying", Some(&t.tap), &t.with_tap, &format!("{:+.0} %", t.p99_rise_percent()));
+                row(
+                    &mut out,
+                    "replaying",
+                    Some(&t.tap),
+                    &t.with_tap,
+                    &format!("{:+.0} %", t.p99_rise_percent()),
+                );
                 if let Some(q) = &t.quota {
                     let rise = (q.summary.p99_ms / t.without.p99_ms - 1.0) * 100.0;
-                    let name = format!("replaying, quota {:.1} MiB/s", q.consumer_byte_rate as f64 / 1024.0 / 1024.0);
-                    row(&mut out, &name, Some(&q.tap), &q.summary, &format!("{rise:+.0} %"));
+                    let name = format!(
+                        "replaying, quota {:.1} MiB/s",
+                        q.consumer_byte_rate as f64 / 1024.0 / 1024.0
+                    );
+                    row(
+                        &mut out,
+                        &name,
+                        Some(&q.tap),
+                        &q.summary,
+                        &format!("{rise:+.0} %"),
+                    );
                 }
             }
         }
