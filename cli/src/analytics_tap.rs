@@ -76,6 +76,10 @@ pub fn run(kafka: &KafkaSettings, args: &TapArgs) -> anyhow::Result<TapProgress>
             partitions.add_partition(topic, partition.id());
         }
     }
+    eprintln!(
+        "analytics-tap: reading {} partitions from the beginning, again and again, as client id {client_id:?}",
+        partitions.count()
+    );
     let decoder = Decoder::new();
     let started = Instant::now();
     let mut progress = TapProgress::default();
@@ -142,5 +146,12 @@ pub fn run(kafka: &KafkaSettings, args: &TapArgs) -> anyhow::Result<TapProgress>
             }
         }
         progress.passes += 1;
+        if progress.passes == 1 {
+            eprintln!(
+                "analytics-tap: read every topic once: {} records in {:.1} s",
+                progress.records,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
 }

@@ -121,12 +121,25 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
     let taps = report["taps"].as_array().unwrap();
     assert_eq!(taps.len(), 1, "{taps:?}");
     let tap = &taps[0];
-    for run in [&tap["without"], &tap["with_tap"], &tap["quota"]["summary"]] {
-        assert!(run["sent"].as_u64().unwrap() > 0, "{tap}");
-        assert!(run["p99_ms"].as_f64().unwrap() > 0.0, "{tap}");
+    let runs = [
+        &tap["without"],
+        &tap["with_tap"],
+        &tap["quota"]["run"],
+        &tap["without_after"],
+    ];
+    for run in runs {
+        assert!(run["summary"]["sent"].as_u64().unwrap() > 0, "{tap}");
+        assert!(run["summary"]["p99_ms"].as_f64().unwrap() > 0.0, "{tap}");
+        assert!(run["broker_cpu_percent"].as_f64().unwrap() > 0.0, "{tap}");
     }
-    for read in [&tap["tap"], &tap["quota"]["tap"]] {
-        assert!(read["records"].as_u64().unwrap() > 0, "the tap read: {tap}");
+    for (run, tapped) in runs.iter().zip([false, true, true, false]) {
+        assert_eq!(run["tap"].is_object(), tapped, "{run}");
+        if tapped {
+            assert!(
+                run["tap"]["records"].as_u64().unwrap() > 0,
+                "the tap read: {tap}"
+            );
+        }
     }
     assert!(
         results

@@ -35,7 +35,7 @@ use crate::{
 use load::{Phase, Target};
 use report::{
     BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, QuotaRun, Restart,
-    ScenarioResult, TapRead, TapResult, TuningResult,
+    ScenarioResult, TapRead, TapResult, TapRun, TuningResult,
 };
 
 /// A way to build the page.
@@ -621,16 +621,17 @@ impl Bench {
         Ok(())
     }
 
-    /// The scenario rate without a tap, then with `storefront analytics-tap`
-    /// replaying every topic beside it; the figures side by side go to
-    /// `report.taps`, and the run with the tap is the scenario's result.
+    /// The scenario rate without a tap, with `storefront analytics-tap`
+    /// replaying every topic beside it, with the tap under the analytics
+    /// client quota, and without a tap again (the noise between two runs
+    /// of the same thing); side by side in `report.taps`. The run with the
+    /// unthrottled tap is the scenario's result.
     async fn tap(
         &self,
         deployment: &Deployment,
         report: &mut BenchReport,
     ) -> anyhow::Result<load::Summary> {
-        let (rate, duration) = (self.config.rate, self.config.duration);
-        let without = load::run(&deployment.target, &[Phase { rate, duration }]).await;
+        let without = self.tap_run(deployment, None, "no tap").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let tap = Tap::start(self).await?;
         progress(
@@ -640,70 +641,84 @@ impl Bench {
                 tap.log.display()
             ),
         );
-        let (before, cpu_before) = (tap.progress(), tap.cpu_ticks());
-        let started = Instant::now();
-        let with_tap = load::run(&deployment.target, &[Phase { rate, duration }]).await;
-        let wall = started.elapsed();
-        let (after, cpu_after) = (tap.progress(), tap.cpu_ticks());
-        let read = TapRead::between(&before, &after, wall, cpu_after.saturating_sub(cpu_before));
-        progress(
-            self.started,
-            &format!(
-                "choreography: p99 {:.1} ms without a tap, {:.1} ms with one reading {:.1} MiB/s",
-                without.p99_ms, with_tap.p99_ms, read.mib_per_sec
-            ),
-        );
+        let with_tap = self.tap_run(deployment, Some(&tap), "the tap").await;
         let mut quota = None;
         if self.config.tap_quota > 0 {
             // What `storefront up` does for analytics consumers.
             let client_id = crate::analytics_tap::client_id(&self.kafka);
-            let rate_limit = self.config.tap_quota;
-            storefront_runtime::quotas::set_consumer_byte_rate(
-                &self.kafka,
-                &client_id,
-                Some(rate_limit),
-            )
-            .await?;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            progress(
-                self.started,
-                &format!(
-                    "choreography: the tap under a quota of {:.1} MiB/s",
-                    rate_limit as f64 / 1024.0 / 1024.0
-                ),
-            );
-            let (before, cpu_before) = (tap.progress(), tap.cpu_ticks());
-            let started = Instant::now();
-            let summary = load::run(&deployment.target, &[Phase { rate, duration }]).await;
-            let wall = started.elapsed();
-            let (after, cpu_after) = (tap.progress(), tap.cpu_ticks());
-            storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, None)
-                .await?;
-            let read =
-                TapRead::between(&before, &after, wall, cpu_after.saturating_sub(cpu_before));
-            progress(
-                self.started,
-                &format!(
-                    "choreography: p99 {:.1} ms with the tap held to {:.1} MiB/s",
-                    summary.p99_ms, read.mib_per_sec
-                ),
-            );
+            let limit = self.config.tap_quota;
+            let quotas = |rate| {
+                storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, rate)
+            };
+            quotas(Some(limit)).await?;
+            // The broker measures a rate over 11 one-second windows, and the
+            // tap still decodes what it fetched before: let both pass.
+            tokio::time::sleep(self.config.duration.min(Duration::from_secs(15))).await;
+            let run = self
+                .tap_run(deployment, Some(&tap), "the tap under the quota")
+                .await;
+            quotas(None).await?;
             quota = Some(QuotaRun {
-                consumer_byte_rate: rate_limit,
-                summary,
-                tap: read,
+                consumer_byte_rate: limit,
+                run,
             });
         }
         tap.stop().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let without_after = self.tap_run(deployment, None, "no tap again").await;
+        let result = with_tap.summary.clone();
         report.taps.push(TapResult {
-            rate,
-            duration_secs: duration.as_secs_f64(),
+            rate: self.config.rate,
+            duration_secs: self.config.duration.as_secs_f64(),
             without,
-            with_tap: with_tap.clone(),
-            tap: read,
+            with_tap,
             quota,
+            without_after,
         });
-        Ok(with_tap)
+        Ok(result)
+    }
+
+    /// One run of the tap scenario: the load, the broker's CPU, and what
+    /// `tap` (if any) read meanwhile.
+    async fn tap_run(&self, deployment: &Deployment, tap: Option<&Tap>, what: &str) -> TapRun {
+        let (rate, duration) = (self.config.rate, self.config.duration);
+        let before = (tap.map(Tap::progress), tap.map(Tap::cpu_ticks));
+        let broker_before = broker_ticks(&self.broker);
+        let started = Instant::now();
+        let summary = load::run(&deployment.target, &[Phase { rate, duration }]).await;
+        let wall = started.elapsed();
+        let broker_after = broker_ticks(&self.broker);
+        let read = match (tap, before) {
+            (Some(tap), (Some(progress), Some(ticks))) => Some(TapRead::between(
+                &progress,
+                &tap.progress(),
+                wall,
+                tap.cpu_ticks().saturating_sub(ticks),
+            )),
+            _ => None,
+        };
+        let broker_cpu_percent = match (broker_before, broker_after) {
+            (Some(b), Some(a)) => {
+                share_of_core(processes::ticks_to_duration(a.saturating_sub(b)), wall)
+            }
+            _ => f64::NAN,
+        };
+        progress(
+            self.started,
+            &format!(
+                "choreography, {what}: p99 {:.1} ms, broker CPU {broker_cpu_percent:.0} %{}",
+                summary.p99_ms,
+                read.as_ref().map_or(String::new(), |r| format!(
+                    ", the tap read {:.1} MiB/s",
+                    r.mib_per_sec
+                ))
+            ),
+        );
+        TapRun {
+            summary,
+            broker_cpu_percent,
+            tap: read,
+        }
     }
 
     /// Serves the scenario rate for the warm-up, measuring nothing.
