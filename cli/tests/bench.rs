@@ -125,6 +125,7 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
         &tap["without"],
         &tap["with_tap"],
         &tap["quota"]["run"],
+        &tap["idle_priority"],
         &tap["without_after"],
     ];
     for run in runs {
@@ -132,7 +133,7 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
         assert!(run["summary"]["p99_ms"].as_f64().unwrap() > 0.0, "{tap}");
         assert!(run["broker_cpu_percent"].as_f64().unwrap() > 0.0, "{tap}");
     }
-    for (run, tapped) in runs.iter().zip([false, true, true, false]) {
+    for (run, tapped) in runs.iter().zip([false, true, true, true, false]) {
         assert_eq!(run["tap"].is_object(), tapped, "{run}");
         if tapped {
             assert!(

@@ -623,8 +623,9 @@ impl Bench {
 
     /// The scenario rate without a tap, with `storefront analytics-tap`
     /// replaying every topic beside it, with the tap under the analytics
-    /// client quota, and without a tap again (the noise between two runs
-    /// of the same thing); side by side in `report.taps`. The run with the
+    /// client quota, with the tap at idle CPU priority (as on a machine of
+    /// its own), and without a tap again (the noise between two runs of the
+    /// same thing); side by side in `report.taps`. The run with the
     /// unthrottled tap is the scenario's result.
     async fn tap(
         &self,
@@ -633,7 +634,7 @@ impl Bench {
     ) -> anyhow::Result<load::Summary> {
         let without = self.tap_run(deployment, None, "no tap").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let tap = Tap::start(self).await?;
+        let tap = Tap::start(self, false).await?;
         progress(
             self.started,
             &format!(
@@ -664,6 +665,14 @@ impl Bench {
             });
         }
         tap.stop().await;
+        // The tap as on a machine of its own: it takes only CPU that nothing
+        // else wants (SCHED_IDLE), so what is left is its cost to the broker.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tap = Tap::start(self, true).await?;
+        let idle_priority = self
+            .tap_run(deployment, Some(&tap), "the tap at idle CPU priority")
+            .await;
+        tap.stop().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let without_after = self.tap_run(deployment, None, "no tap again").await;
         let result = with_tap.summary.clone();
@@ -673,6 +682,7 @@ impl Bench {
             without,
             with_tap,
             quota,
+            idle_priority,
             without_after,
         });
         Ok(result)
@@ -1029,10 +1039,22 @@ struct Tap {
 }
 
 impl Tap {
-    /// Starts it and waits until it has read its first records.
-    async fn start(bench: &Bench) -> anyhow::Result<Self> {
-        let log = bench.work_dir.join("analytics-tap.log");
-        let child = tokio::process::Command::new(&bench.storefront)
+    /// Starts it (at idle CPU priority: `chrt --idle`) and waits until it
+    /// has read its first records.
+    async fn start(bench: &Bench, idle_priority: bool) -> anyhow::Result<Self> {
+        let log = bench.work_dir.join(if idle_priority {
+            "analytics-tap-idle.log"
+        } else {
+            "analytics-tap.log"
+        });
+        let mut command = if idle_priority {
+            let mut chrt = tokio::process::Command::new("chrt");
+            chrt.args(["--idle", "0"]).arg(&bench.storefront);
+            chrt
+        } else {
+            tokio::process::Command::new(&bench.storefront)
+        };
+        let child = command
             .arg("analytics-tap")
             .envs(bench.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())

@@ -126,6 +126,9 @@ pub struct TapResult {
     pub with_tap: TapRun,
     /// The same with the tap's client id under a quota.
     pub quota: Option<QuotaRun>,
+    /// The tap, no quota, at idle CPU priority (`chrt --idle`): as if it
+    /// ran on a machine of its own, so only its cost to the broker is left.
+    pub idle_priority: TapRun,
     /// Without a tap again, after it stopped: how far two runs of the same thing differ.
     pub without_after: TapRun,
 }
@@ -260,6 +263,10 @@ impl BenchReport {
                     );
                     runs.push((name, &q.run));
                 }
+                runs.push((
+                    "replaying at idle CPU priority".to_owned(),
+                    &t.idle_priority,
+                ));
                 runs.push(("none, after".to_owned(), &t.without_after));
                 for (i, (name, run)) in runs.into_iter().enumerate() {
                     let s = &run.summary;
@@ -528,6 +535,13 @@ impl BenchReport {
                 with_tap.p99_ms,
                 verdict(rise < 20.0),
                 tap.without_after.summary.p99_ms
+            ));
+            let rise = tap.p99_rise_percent(&tap.idle_priority);
+            lines.push(format!(
+                "the same with the tap at idle CPU priority (as on its own machine): {:.1} ms to {:.1} ms = {rise:+.0} %, {}",
+                without.p99_ms,
+                tap.idle_priority.summary.p99_ms,
+                verdict(rise < 20.0)
             ));
             if let Some(q) = &tap.quota {
                 let rise = tap.p99_rise_percent(&q.run);
