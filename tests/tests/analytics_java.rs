@@ -86,7 +86,7 @@ async fn the_java_tap_decodes_what_a_login_produced_with_avros_reference_decoder
     let test = TestStack::start(&Service::ALL, 3_000).await;
     let kafka = test.config.kafka.clone();
     let gateway = test.gateway();
-    let (username, _, password) = test.dataset.logins.iter().nth(1).unwrap();
+    let (username, _, password) = &test.dataset.logins[1];
     let login = gateway.login(username, password).await;
     assert_eq!(login.status, 200, "{}", login.text);
     let page = gateway
