@@ -7,10 +7,13 @@
 # the tests check against: fastavro (Avro fingerprints), confluent-kafka (the
 # Kafka client of the example analytics consumer), oteltest (a real OTLP
 # receiver), prometheus_client (the exposition-format parser) and
-# standardwebhooks (the reference webhook signature verifier),
-# cargo-fuzz for the fuzz smoke test, and for the browser tests Debian's
-# Chromium (plus Node.js and npm where missing) and playwright-core from the
-# npm registry, which drives it (into the cache; it downloads no browser).
+# standardwebhooks (the reference webhook signature verifier), the Java
+# analytics example (examples/analytics-java: Avro's reference decoder, the
+# Kafka clients and Kafka Streams, from Maven Central into Maven's local
+# repository ~/.m2, once) built with a JDK, cargo-fuzz for the fuzz smoke
+# test, and for the browser tests Debian's Chromium (plus Node.js and npm
+# where missing) and playwright-core from the npm registry, which drives it
+# (into the cache; it downloads no browser).
 #
 #   scripts/prepare.sh          what `scripts/up` needs
 #   scripts/prepare.sh --test   that, plus what the tests need
@@ -49,6 +52,10 @@ if [[ -z "$major" || "$major" -lt 17 ]]; then
     packages+=(openjdk-17-jre-headless)
 fi
 command -v mvn >/dev/null 2>&1 || packages+=(maven)
+# The Java analytics example is compiled for the tests: a JDK, not only a runtime.
+if $want_test && ! command -v "${JAVA_HOME:+$JAVA_HOME/bin/}javac" >/dev/null 2>&1; then
+    packages+=(openjdk-17-jdk-headless)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -127,7 +134,27 @@ if $want_test; then
     fi
 fi
 
-# 5. For the fuzz smoke test (scripts/fuzz --smoke): cargo-fuzz, once, into
+# 5. The Java analytics example, which the tests run: its dependencies into
+#    Maven's local repository (~/.m2, kept between runs like the broker's
+#    jars) once, shown as they download, then its jar (target/, seconds).
+if $want_test; then
+    example=examples/analytics-java
+    if ! mvn -B -q -o --file "$example/pom.xml" package >/dev/null 2>&1; then
+        step "Fetching the Java analytics example's dependencies from Maven Central (Avro $(sed -n 's:.*<avro.version>\(.*\)</avro.version>.*:\1:p' "$example/pom.xml"), Kafka clients and Streams, with Maven's plugins: about 130 MB, once) and building it"
+        if ! mvn -B --file "$example/pom.xml" package \
+                2>&1 | sed -n -e 's/^\[INFO\] Downloaded from [^:]*: .*\/\([^/]*\) (\(.*\))$/  downloaded \1 (\2)/p' \
+                             -e '/ERROR/p' -e '/BUILD/p'; then
+            echo "error: Maven could not build $example (see above): check that Maven Central is reachable, then run this again." >&2
+            exit 1
+        fi
+        if [[ ! -f "$example/target/storefront-analytics.jar" ]]; then
+            echo "error: Maven did not build $example (see above)." >&2
+            exit 1
+        fi
+    fi
+fi
+
+# 6. For the fuzz smoke test (scripts/fuzz --smoke): cargo-fuzz, once, into
 #    ~/.cargo/bin.
 if $want_test && ! PATH="$HOME/.cargo/bin:$PATH" cargo fuzz --version >/dev/null 2>&1; then
     step "Installing cargo-fuzz into ~/.cargo/bin (once; a few minutes)"

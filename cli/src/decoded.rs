@@ -206,9 +206,31 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use storefront_schemas::{encode, Product};
+    use storefront_runtime::Topics;
+    use storefront_schemas::{encode, PagesPerMinute, Product};
 
     use super::*;
+
+    #[test]
+    fn what_the_streams_job_writes_is_a_topic_tail_decodes() {
+        let minute = PagesPerMinute {
+            window_start_ms: 60_000,
+            window_end_ms: 120_000,
+            pages: 3,
+            ad_impressions_by_product: [("p-1".to_owned(), 2)].into(),
+            ..PagesPerMinute::default()
+        };
+        let (event_type, json) = Decoder::new().decode_value(&encode(&minute)).unwrap();
+        assert_eq!(event_type, "pages_per_minute");
+        assert_eq!(json["pages"], 3);
+        assert_eq!(json["ad_impressions_by_product"]["p-1"], 2);
+        let topics = Topics::with_prefix("");
+        assert!(topics.all().contains(&"analytics.pages-per-minute"));
+        assert_eq!(
+            topics.contract_of("analytics.pages-per-minute"),
+            Some("pages_per_minute")
+        );
+    }
 
     #[test]
     fn a_record_decodes_with_the_schema_its_fingerprint_names() {

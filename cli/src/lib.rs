@@ -1,8 +1,10 @@
 //! The `storefront` CLI's library: the tools of the command line (chaos,
-//! bench, dlq, trace, tail, replay, schemas, the operator console) on top of the development
+//! bench, dlq, trace, tail, replay, schemas, analytics-tap, the operator
+//! console) on top of the development
 //! stack (`storefront-devstack`: broker, seed, stack, keys), re-exported
 //! here under the names the tools use.
 
+pub mod analytics_tap;
 pub mod bench;
 pub mod chaos;
 pub mod console;

@@ -3,6 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use storefront::{
+    analytics_tap::{self, TapArgs},
     bench::{self, BenchConfig},
     broker::{self, Cluster, Ports},
     chaos::{self, ChaosConfig},
@@ -120,6 +121,16 @@ enum Command {
     /// Benchmark the choreography against a serial HTTP chain, a parallel
     /// HTTP fan-out and Redis polling, and against the broker's own floor.
     Bench(BenchConfig),
+    /// Read every topic from the beginning at full speed, again and again,
+    /// as an analytics job replaying history would (client id
+    /// `<prefix>analytics`); prints what it read every second. The bench's
+    /// tap scenario runs it.
+    AnalyticsTap {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        args: TapArgs,
+    },
     /// Every schema on the topics, current and earlier versions, with its fingerprint.
     Schemas {
         /// Print each schema's text too.
@@ -204,6 +215,11 @@ struct UpArgs {
     partitions: i32,
     #[arg(long, env = "STOREFRONT_FETCH_WAIT_MS", default_value_t = 500)]
     fetch_wait_ms: u32,
+    /// Fetched bytes per second (per broker) that analytics consumers, all
+    /// under the client id `<prefix>analytics`, may take together: a Kafka
+    /// client quota, so a replay of history cannot slow the pages. 0 removes it.
+    #[arg(long, env = "STOREFRONT_ANALYTICS_BYTE_RATE", default_value_t = analytics_tap::DEFAULT_ANALYTICS_BYTE_RATE)]
+    analytics_byte_rate: u64,
     #[arg(long, env = "STOREFRONT_PAGE_DEADLINE_MS", default_value_t = storefront_schemas::DEFAULT_PAGE_DEADLINE_MS)]
     page_deadline_ms: u64,
     /// How long login and `POST /api/pages` wait before answering 202.
@@ -386,6 +402,10 @@ async fn serve() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::AnalyticsTap { kafka, args } => {
+            tokio::task::spawn_blocking(move || analytics_tap::run(&kafka, &args)).await??;
+            Ok(())
+        }
         Command::Schemas { text, json } => {
             let versions = schemas::versions();
             if json {
@@ -464,6 +484,18 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("failed to seed")?;
     print_seed_report(&report);
+    let analytics = analytics_tap::client_id(&kafka);
+    let rate = (args.analytics_byte_rate > 0).then_some(args.analytics_byte_rate);
+    storefront_runtime::quotas::set_consumer_byte_rate(&kafka, &analytics, rate)
+        .await
+        .context("failed to set the analytics client quota")?;
+    match rate {
+        Some(rate) => eprintln!(
+            "Analytics consumers (client id {analytics:?}) may fetch {:.1} MiB/s per broker (a client quota).",
+            rate as f64 / 1024.0 / 1024.0
+        ),
+        None => eprintln!("Analytics consumers (client id {analytics:?}) have no quota."),
+    }
 
     let keys_file = args.data_dir.join("keys.env");
     let keys = keys::load_or_create(&keys_file)?;

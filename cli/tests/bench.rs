@@ -116,6 +116,38 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
             .unwrap_or_else(|| panic!("no idle CPU of {process}: {idle:?}"));
         assert!(row["cpu_percent"].as_f64().unwrap() >= 0.0, "{row}");
     }
+    // The tap scenario: the choreography only, without, with the tap, and
+    // with it under the analytics quota; the tap read records each time.
+    let taps = report["taps"].as_array().unwrap();
+    assert_eq!(taps.len(), 1, "{taps:?}");
+    let tap = &taps[0];
+    let runs = [
+        &tap["without"],
+        &tap["with_tap"],
+        &tap["quota"]["run"],
+        &tap["idle_priority"],
+        &tap["without_after"],
+    ];
+    for run in runs {
+        assert!(run["summary"]["sent"].as_u64().unwrap() > 0, "{tap}");
+        assert!(run["summary"]["p99_ms"].as_f64().unwrap() > 0.0, "{tap}");
+        assert!(run["broker_cpu_percent"].as_f64().unwrap() > 0.0, "{tap}");
+    }
+    for (run, tapped) in runs.iter().zip([false, true, true, true, false]) {
+        assert_eq!(run["tap"].is_object(), tapped, "{run}");
+        if tapped {
+            assert!(
+                run["tap"]["records"].as_u64().unwrap() > 0,
+                "the tap read: {tap}"
+            );
+        }
+    }
+    assert!(
+        results
+            .iter()
+            .all(|r| r["scenario"] != "tap" || r["design"] == "choreography"),
+        "only the choreography is tapped"
+    );
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
     let markdown = std::fs::read_to_string(&markdown).unwrap();
@@ -124,5 +156,6 @@ fn the_smoke_bench_runs_every_design_and_scenario_and_reports_sane_figures() {
         "{markdown}"
     );
     assert!(markdown.contains("**Targets**"), "{markdown}");
+    assert!(markdown.contains("**Analytics tap**"), "{markdown}");
     let _ = std::fs::remove_dir_all(&dir);
 }

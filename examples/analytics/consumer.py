@@ -6,7 +6,7 @@ Install and run (any Kafka the storefront writes to; `scripts/up` starts one on
 127.0.0.1:9092):
 
     pip install confluent-kafka fastavro
-    python3 examples/analytics/consumer.py --group my-analytics
+    python3 examples/analytics/consumer.py --group analytics.my-team
     python3 examples/analytics/consumer.py --topic-prefix t1234abcd. --idle-timeout 5
 
 Every payload is Avro single-object encoded: `C3 01`, the 8-byte little-endian
@@ -39,7 +39,7 @@ TOPICS = [
     "page.requested", "user.resolved", "history.fetched", "ads.selected",
     "page.completed", "callback.reported",
     "customers", "credentials", "catalog", "orders", "sessions",
-    "dead-letters",
+    "dead-letters", "analytics.pages-per-minute",
 ]
 DEAD_LETTERS = "dead-letters"
 MAGIC = b"\xc3\x01"
@@ -124,8 +124,10 @@ def main():
     parser.add_argument("--bootstrap-servers",
                         default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--topic-prefix", default=os.environ.get("STOREFRONT_TOPIC_PREFIX", ""))
-    parser.add_argument("--group", default="analytics-example",
-                        help="consumer group: your own, never a service's")
+    parser.add_argument("--group", help="consumer group: your own, never a service's "
+                        "(default: <prefix>analytics.python-tap)")
+    parser.add_argument("--client-id", help="the client id every tap shares, so that one broker "
+                        "quota bounds them all (default: <prefix>analytics)")
     parser.add_argument("--schemas", type=Path, default=SCHEMAS, help="the schemas/avro directory")
     parser.add_argument("--max-records", type=int, help="stop after this many records")
     parser.add_argument("--idle-timeout", type=float,
@@ -135,7 +137,8 @@ def main():
     schemas = load_schemas(args.schemas)
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap_servers,
-        "group.id": args.group,
+        "group.id": args.group or args.topic_prefix + "analytics.python-tap",
+        "client.id": args.client_id or args.topic_prefix + "analytics",
         "auto.offset.reset": "earliest",
         # page.completed is written in transactions: read only what was
         # committed (librdkafka's default, said here for readers who copy).

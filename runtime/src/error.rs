@@ -25,6 +25,8 @@ pub enum Error {
     TimedOut(&'static str),
     #[error("the transactional producer cannot go on: {0}")]
     Transaction(String),
+    #[error("the client quota could not be set: {0}")]
+    Quota(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod partitioner;
 pub mod producer;
+pub mod quotas;
 pub mod reference;
 pub mod service;
 pub mod settings;

@@ -25,6 +25,8 @@ pub struct Topics {
     pub orders: String,
     pub sessions: String,
     pub dead_letters: String,
+    /// Written by the analytics Kafka Streams job (`examples/analytics-java`), not by a service.
+    pub pages_per_minute: String,
 }
 
 impl Topics {
@@ -43,6 +45,7 @@ impl Topics {
             orders: name("orders"),
             sessions: name("sessions"),
             dead_letters: name("dead-letters"),
+            pages_per_minute: name("analytics.pages-per-minute"),
         }
     }
 
@@ -85,6 +88,7 @@ impl Topics {
             (&self.catalog, "product"),
             (&self.orders, "order"),
             (&self.sessions, "session"),
+            (&self.pages_per_minute, "pages_per_minute"),
         ];
         carried
             .into_iter()
@@ -97,12 +101,14 @@ impl Topics {
         let mut all = self.request_path().to_vec();
         all.extend(self.reference());
         all.push(&self.dead_letters);
+        all.push(&self.pages_per_minute);
         all
     }
 }
 
 const ONE_WEEK_MS: &str = "604800000";
 const THIRTY_DAYS_MS: &str = "2592000000";
+const ONE_YEAR_MS: &str = "31536000000";
 
 /// Creates every missing topic, then checks that the request-path topics
 /// have equal partition counts (whoever created them).
@@ -137,6 +143,8 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> Result<()> {
         new_topics.push(new_topic(name, settings.partitions, "-1"));
     }
     new_topics.push(new_topic(&topics.dead_letters, 1, THIRTY_DAYS_MS));
+    // One record a minute, in order on one partition, kept a year.
+    new_topics.push(new_topic(&topics.pages_per_minute, 1, ONE_YEAR_MS));
 
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin

@@ -16,7 +16,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     AdsSelected, CallbackReported, Credential, Customer, HistoryFetched, Order, PageCompleted,
-    PageRequested, Product, Session, UserResolved,
+    PageRequested, PagesPerMinute, Product, Session, UserResolved,
 };
 
 /// The two marker bytes that open every single-object encoded record.
@@ -154,6 +154,7 @@ contract!(Credential, "credential", "credential.avsc");
 contract!(Product, "product", "product.avsc");
 contract!(Order, "order", "order.avsc");
 contract!(Session, "session", "session.avsc");
+contract!(PagesPerMinute, "pages_per_minute", "pages_per_minute.avsc");
 
 /// One bundled contract, for tools and tests that walk all of them.
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +196,7 @@ pub fn contracts() -> Vec<ContractInfo> {
         row!(Order, "order.avsc"),
         row!(Session, "session.avsc"),
         row!(CallbackReported, "callback_reported.avsc"),
+        row!(PagesPerMinute, "pages_per_minute.avsc"),
     ]
 }
 

@@ -3,6 +3,7 @@
 //! single-object codec (`C3 01` + Rabin fingerprint + datum) that lets any
 //! consumer tell which schema wrote a record without a registry.
 
+mod analytics;
 mod codec;
 mod events;
 mod ids;
@@ -10,6 +11,7 @@ mod reference;
 mod sealed;
 mod sets;
 
+pub use analytics::PagesPerMinute;
 pub use codec::{
     contracts, decode, encode, CompiledSchema, Contract, ContractInfo, DecodeError,
     MAX_ENCODED_BYTES, SINGLE_OBJECT_MAGIC,

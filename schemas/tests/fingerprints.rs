@@ -6,6 +6,11 @@
 //!
 //! Needs a Python with fastavro: `STOREFRONT_PYTHON`, else the venv that
 //! `scripts/prepare.sh` makes, else `python3`.
+//!
+//! Java's Avro, the specification's reference implementation, is the second:
+//! `java -jar examples/analytics-java/target/storefront-analytics.jar
+//! fingerprints` prints `SchemaNormalization.parsingFingerprint64` of every
+//! `.avsc` file (built with Maven from `tests/src/java.rs`).
 
 use storefront_schemas::*;
 
@@ -47,6 +52,10 @@ for line in sys.stdin:
 #[path = "../../tests/src/python.rs"]
 #[allow(unreachable_pub)]
 mod python;
+
+#[path = "../../tests/src/java.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod java;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -104,4 +113,67 @@ fn fastavro_computes_the_same_fingerprint_and_decodes_our_records() {
     let decoded: serde_json::Value = serde_json::from_str(product_row[2]).unwrap();
     assert_eq!(decoded["name"], "Kettle");
     assert_eq!(decoded["price_cents"], 2599);
+}
+
+/// Every released version (`avro/released.txt`): file and fingerprint.
+fn released() -> Vec<(String, String)> {
+    include_str!("../avro/released.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields[1].to_owned(), fields[2].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn java_parsing_fingerprint64_is_the_header_of_every_released_schema() {
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/avro");
+    let output = java::analytics(&["fingerprints", schemas])
+        .output()
+        .expect("java runs (scripts/prepare.sh installs a JDK)");
+    assert!(
+        output.status.success(),
+        "java fingerprints failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // file -> (parsingFingerprint64 as a signed long, the 8 header bytes).
+    let java: std::collections::BTreeMap<&str, (i64, &str)> = stdout
+        .lines()
+        .map(|line| {
+            let [file, long, bytes] = line.split('\t').collect::<Vec<_>>()[..] else {
+                panic!("not `file long hex`: {line}");
+            };
+            (file, (long.parse().unwrap(), bytes))
+        })
+        .collect();
+
+    let released = released();
+    assert_eq!(
+        java.len(),
+        released.len(),
+        "every .avsc file is a released version: {java:?}"
+    );
+    for (file, fingerprint) in &released {
+        let (long, bytes) = java
+            .get(file.as_str())
+            .unwrap_or_else(|| panic!("Java did not read {file}"));
+        assert_eq!(
+            bytes, fingerprint,
+            "{file}: Java's header differs from released.txt"
+        );
+        let ours: [u8; 8] = (0..8)
+            .map(|i| u8::from_str_radix(&fingerprint[2 * i..2 * i + 2], 16).unwrap())
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap();
+        assert_eq!(*long, i64::from_le_bytes(ours), "{file}: as Java's long");
+    }
+    for contract in contracts() {
+        let (_, bytes) = java[contract.file];
+        assert_eq!(bytes, hex(&contract.header[2..]), "{}", contract.event_type);
+    }
 }

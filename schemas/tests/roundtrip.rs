@@ -196,6 +196,30 @@ proptest! {
         assert_round_trip(CallbackReported { context, url, webhook_id, outcome, attempts, last_error, reported_at_ms });
     }
 
+    #[test]
+    fn pages_per_minute_round_trips(
+        counts in proptest::collection::vec(any::<i64>(), 11),
+        partial_missing in proptest::collection::btree_map(text(), any::<i64>(), 0..4),
+        by_product in proptest::collection::btree_map(text(), any::<i64>(), 0..6),
+        by_reason in proptest::collection::btree_map(text(), any::<i64>(), 0..4),
+    ) {
+        assert_round_trip(PagesPerMinute {
+            window_start_ms: counts[0],
+            window_end_ms: counts[1],
+            pages: counts[2],
+            complete: counts[3],
+            partial: counts[4],
+            partial_missing,
+            rejected: counts[5],
+            timed_out: counts[6],
+            latency_p50_ms: counts[7],
+            latency_p95_ms: counts[8],
+            latency_max_ms: counts[9],
+            ad_impressions: counts[10],
+            ad_impressions_by_product: by_product,
+            ad_impressions_by_reason: by_reason,
+        });
+    }
 }
 
 /// What decoding `bytes` as every contract gives (errors as text), without panicking.
@@ -215,6 +239,7 @@ fn decode_as_every_contract(bytes: &[u8]) -> Vec<Result<(), String>> {
         one::<Order>(bytes),
         one::<Session>(bytes),
         one::<CallbackReported>(bytes),
+        one::<PagesPerMinute>(bytes),
     ]
 }
 
@@ -229,7 +254,7 @@ proptest! {
     #[test]
     fn random_bytes_behind_any_header_never_panic_a_decoder(
         bytes in proptest::collection::vec(any::<u8>(), 0..600),
-        header in 0usize..10,
+        header in 0usize..12,
     ) {
         let mut framed = contracts()[header].header.to_vec();
         framed.extend_from_slice(&bytes);

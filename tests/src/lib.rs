@@ -6,6 +6,7 @@ pub mod ads_world;
 pub mod browser;
 pub mod console;
 pub mod driver_load;
+pub mod java;
 pub mod python;
 pub mod sse;
 pub mod telemetry;

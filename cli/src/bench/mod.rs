@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context;
 use serde::Serialize;
 use storefront_runtime::KafkaSettings;
 
@@ -33,8 +34,8 @@ use crate::{
 };
 use load::{Phase, Target};
 use report::{
-    BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, Restart, ScenarioResult,
-    TuningResult,
+    BenchReport, BurstRecovery, CapacityPoint, IdleUse, ProcessUse, QuotaRun, Restart,
+    ScenarioResult, TapRead, TapResult, TapRun, TuningResult,
 };
 
 /// A way to build the page.
@@ -73,6 +74,10 @@ pub enum Scenario {
     Killed,
     /// Five times the rate for 5 s, a third of the way in.
     Burst,
+    /// The load without, then with, an analytics consumer replaying every
+    /// topic from the beginning at full speed (`storefront analytics-tap`);
+    /// the choreography only (the baselines serve nothing from Kafka).
+    Tap,
 }
 
 impl std::fmt::Display for Scenario {
@@ -82,6 +87,7 @@ impl std::fmt::Display for Scenario {
             Self::SlowAds => "slow ads",
             Self::Killed => "history killed 5 s",
             Self::Burst => "burst 5x",
+            Self::Tap => "analytics tap",
         })
     }
 }
@@ -104,7 +110,7 @@ pub struct BenchConfig {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "healthy,slow-ads,killed,burst"
+        default_value = "healthy,slow-ads,killed,burst,tap"
     )]
     pub scenarios: Vec<Scenario>,
     /// Rates of the capacity curve (none: no curve). A design stops climbing
@@ -128,6 +134,10 @@ pub struct BenchConfig {
     /// measured while idle: logged in, no load.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle: Duration,
+    /// The client quota of the tap scenario's third run (fetched bytes per
+    /// second, what `storefront up` sets for analytics consumers); 0: no third run.
+    #[arg(long, default_value_t = crate::analytics_tap::DEFAULT_ANALYTICS_BYTE_RATE)]
+    pub tap_quota: u64,
     /// Also measure the choreography under other fetch.wait.max.ms, linger.ms and partition counts.
     #[arg(long)]
     pub tuning: bool,
@@ -293,7 +303,7 @@ pub async fn run(
             .config
             .scenarios
             .iter()
-            .partition(|s| **s != Scenario::Healthy);
+            .partition(|s| !matches!(s, Scenario::Healthy | Scenario::Tap));
         bench.warm_up(&deployment).await;
         bench.scenarios(&mut deployment, &calm, &mut report).await?;
         bench.capacity(&deployment, &mut report).await;
@@ -506,6 +516,9 @@ impl Bench {
     ) -> anyhow::Result<()> {
         let (rate, duration) = (self.config.rate, self.config.duration);
         for &scenario in scenarios {
+            if scenario == Scenario::Tap && deployment.design != Design::Choreography {
+                continue;
+            }
             progress(
                 self.started,
                 &format!(
@@ -594,6 +607,7 @@ impl Bench {
                     });
                     summary
                 }
+                Scenario::Tap => self.tap(deployment, report).await?,
             };
             report.scenarios.push(ScenarioResult {
                 design: deployment.design,
@@ -605,6 +619,116 @@ impl Bench {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         Ok(())
+    }
+
+    /// The scenario rate without a tap, with `storefront analytics-tap`
+    /// replaying every topic beside it, with the tap under the analytics
+    /// client quota, with the tap at idle CPU priority (as on a machine of
+    /// its own), and without a tap again (the noise between two runs of the
+    /// same thing); side by side in `report.taps`. The run with the
+    /// unthrottled tap is the scenario's result.
+    async fn tap(
+        &self,
+        deployment: &Deployment,
+        report: &mut BenchReport,
+    ) -> anyhow::Result<load::Summary> {
+        let without = self.tap_run(deployment, None, "no tap").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tap = Tap::start(self, false).await?;
+        progress(
+            self.started,
+            &format!(
+                "choreography: analytics tap replaying every topic ({})",
+                tap.log.display()
+            ),
+        );
+        let with_tap = self.tap_run(deployment, Some(&tap), "the tap").await;
+        let mut quota = None;
+        if self.config.tap_quota > 0 {
+            // What `storefront up` does for analytics consumers.
+            let client_id = crate::analytics_tap::client_id(&self.kafka);
+            let limit = self.config.tap_quota;
+            let quotas = |rate| {
+                storefront_runtime::quotas::set_consumer_byte_rate(&self.kafka, &client_id, rate)
+            };
+            quotas(Some(limit)).await?;
+            // The broker measures a rate over 11 one-second windows, and the
+            // tap still decodes what it fetched before: let both pass.
+            tokio::time::sleep(self.config.duration.min(Duration::from_secs(15))).await;
+            let run = self
+                .tap_run(deployment, Some(&tap), "the tap under the quota")
+                .await;
+            quotas(None).await?;
+            quota = Some(QuotaRun {
+                consumer_byte_rate: limit,
+                run,
+            });
+        }
+        tap.stop().await;
+        // The tap as on a machine of its own: it takes only CPU that nothing
+        // else wants (SCHED_IDLE), so what is left is its cost to the broker.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tap = Tap::start(self, true).await?;
+        let idle_priority = self
+            .tap_run(deployment, Some(&tap), "the tap at idle CPU priority")
+            .await;
+        tap.stop().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let without_after = self.tap_run(deployment, None, "no tap again").await;
+        let result = with_tap.summary.clone();
+        report.taps.push(TapResult {
+            rate: self.config.rate,
+            duration_secs: self.config.duration.as_secs_f64(),
+            without,
+            with_tap,
+            quota,
+            idle_priority,
+            without_after,
+        });
+        Ok(result)
+    }
+
+    /// One run of the tap scenario: the load, the broker's CPU, and what
+    /// `tap` (if any) read meanwhile.
+    async fn tap_run(&self, deployment: &Deployment, tap: Option<&Tap>, what: &str) -> TapRun {
+        let (rate, duration) = (self.config.rate, self.config.duration);
+        let before = (tap.map(Tap::progress), tap.map(Tap::cpu_ticks));
+        let broker_before = broker_ticks(&self.broker);
+        let started = Instant::now();
+        let summary = load::run(&deployment.target, &[Phase { rate, duration }]).await;
+        let wall = started.elapsed();
+        let broker_after = broker_ticks(&self.broker);
+        let read = match (tap, before) {
+            (Some(tap), (Some(progress), Some(ticks))) => Some(TapRead::between(
+                &progress,
+                &tap.progress(),
+                wall,
+                tap.cpu_ticks().saturating_sub(ticks),
+            )),
+            _ => None,
+        };
+        let broker_cpu_percent = match (broker_before, broker_after) {
+            (Some(b), Some(a)) => {
+                share_of_core(processes::ticks_to_duration(a.saturating_sub(b)), wall)
+            }
+            _ => f64::NAN,
+        };
+        progress(
+            self.started,
+            &format!(
+                "choreography, {what}: p99 {:.1} ms, broker CPU {broker_cpu_percent:.0} %{}",
+                summary.p99_ms,
+                read.as_ref().map_or(String::new(), |r| format!(
+                    ", the tap read {:.1} MiB/s",
+                    r.mib_per_sec
+                ))
+            ),
+        );
+        TapRun {
+            summary,
+            broker_cpu_percent,
+            tap: read,
+        }
     }
 
     /// Serves the scenario rate for the warm-up, measuring nothing.
@@ -906,6 +1030,70 @@ fn process_specs(design: Design, redis_url: Option<&str>) -> anyhow::Result<Vec<
         baseline("ads", "ads", ads),
         baseline("gateway", "gateway", gateway),
     ])
+}
+
+/// `storefront analytics-tap` as a child process, its progress lines in a file.
+struct Tap {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Tap {
+    /// Starts it (at idle CPU priority: `chrt --idle`) and waits until it
+    /// has read its first records.
+    async fn start(bench: &Bench, idle_priority: bool) -> anyhow::Result<Self> {
+        let log = bench.work_dir.join(if idle_priority {
+            "analytics-tap-idle.log"
+        } else {
+            "analytics-tap.log"
+        });
+        let mut command = if idle_priority {
+            let mut chrt = tokio::process::Command::new("chrt");
+            chrt.args(["--idle", "0"]).arg(&bench.storefront);
+            chrt
+        } else {
+            tokio::process::Command::new(&bench.storefront)
+        };
+        let child = command
+            .arg("analytics-tap")
+            .envs(bench.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("failed to start storefront analytics-tap")?;
+        let tap = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tap.progress().records == 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the analytics tap read nothing in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(tap)
+    }
+
+    /// Its last progress line.
+    fn progress(&self) -> crate::analytics_tap::TapProgress {
+        std::fs::read_to_string(&self.log)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .rev()
+                    .find_map(|line| serde_json::from_str(line).ok())
+            })
+            .unwrap_or_default()
+    }
+
+    fn cpu_ticks(&self) -> u64 {
+        self.child.id().and_then(processes::cpu_ticks).unwrap_or(0)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 /// A redis-server of the bench's own.

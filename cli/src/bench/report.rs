@@ -73,6 +73,81 @@ pub struct TuningResult {
     pub broker_cpu_percent: f64,
 }
 
+/// What the analytics tap read while the load ran beside it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TapRead {
+    pub records: u64,
+    pub mib_per_sec: f64,
+    pub records_per_sec: f64,
+    /// Whole reads of every topic it finished.
+    pub passes: u64,
+    /// The tap process's CPU, share of one core.
+    pub cpu_percent: f64,
+}
+
+impl TapRead {
+    /// From two progress lines `wall` apart and the CPU ticks the tap used between them.
+    pub fn between(
+        before: &crate::analytics_tap::TapProgress,
+        after: &crate::analytics_tap::TapProgress,
+        wall: std::time::Duration,
+        cpu_ticks: u64,
+    ) -> Self {
+        let secs = wall.as_secs_f64().max(1e-9);
+        let records = after.records.saturating_sub(before.records);
+        let bytes = after.bytes.saturating_sub(before.bytes);
+        Self {
+            records,
+            mib_per_sec: bytes as f64 / 1024.0 / 1024.0 / secs,
+            records_per_sec: records as f64 / secs,
+            passes: after.passes.saturating_sub(before.passes),
+            cpu_percent: crate::processes::ticks_to_duration(cpu_ticks).as_secs_f64() / secs
+                * 100.0,
+        }
+    }
+}
+
+/// One run of the tap scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct TapRun {
+    pub summary: Summary,
+    /// The broker's CPU over the run, share of one core.
+    pub broker_cpu_percent: f64,
+    /// What the tap read meanwhile; none when no tap ran.
+    pub tap: Option<TapRead>,
+}
+
+/// The choreography's page latency without and with an analytics tap.
+#[derive(Debug, Clone, Serialize)]
+pub struct TapResult {
+    pub rate: f64,
+    pub duration_secs: f64,
+    pub without: TapRun,
+    pub with_tap: TapRun,
+    /// The same with the tap's client id under a quota.
+    pub quota: Option<QuotaRun>,
+    /// The tap, no quota, at idle CPU priority (`chrt --idle`): as if it
+    /// ran on a machine of its own, so only its cost to the broker is left.
+    pub idle_priority: TapRun,
+    /// Without a tap again, after it stopped: how far two runs of the same thing differ.
+    pub without_after: TapRun,
+}
+
+impl TapResult {
+    /// How much `run` raised the page p99 over the first run without a tap, in percent.
+    pub fn p99_rise_percent(&self, run: &TapRun) -> f64 {
+        (run.summary.p99_ms / self.without.summary.p99_ms - 1.0) * 100.0
+    }
+}
+
+/// The tap scenario's run with the tap under a client quota.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaRun {
+    /// Fetched bytes per second and broker.
+    pub consumer_byte_rate: u64,
+    pub run: TapRun,
+}
+
 /// Everything one bench run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
@@ -93,6 +168,8 @@ pub struct BenchReport {
     pub tuning_failures: Vec<String>,
     /// Login latency through the choreography (argon2id bound), p50 and p99 ms.
     pub logins: Option<Summary>,
+    /// The tap scenario: page latency without and with an analytics consumer.
+    pub taps: Vec<TapResult>,
 }
 
 /// p99 at or under which a rate counts as sustained.
@@ -169,6 +246,52 @@ impl BenchReport {
                     None => "not by the end of the scenario".to_owned(),
                 }
             );
+        }
+        if !self.taps.is_empty() {
+            out.push_str("\n**Analytics tap** (the choreography's pages while `storefront analytics-tap` replays every topic from the beginning at full speed, in a loop; ms; rise: p99 over the first run without a tap)\n\n");
+            out.push_str("| rate/s | s | tap | tap MiB/s | tap records/s | tap CPU % | broker CPU % | p50 | p99 | p99.9 | max | partial | errors | lost | p99 rise |\n");
+            out.push_str("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            for t in &self.taps {
+                let mut runs = vec![
+                    ("none".to_owned(), &t.without),
+                    ("replaying".to_owned(), &t.with_tap),
+                ];
+                if let Some(q) = &t.quota {
+                    let name = format!(
+                        "replaying, quota {:.1} MiB/s",
+                        q.consumer_byte_rate as f64 / 1024.0 / 1024.0
+                    );
+                    runs.push((name, &q.run));
+                }
+                runs.push((
+                    "replaying at idle CPU priority".to_owned(),
+                    &t.idle_priority,
+                ));
+                runs.push(("none, after".to_owned(), &t.without_after));
+                for (i, (name, run)) in runs.into_iter().enumerate() {
+                    let s = &run.summary;
+                    let (mib, records, cpu) = run.tap.as_ref().map_or(
+                        ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+                        |r| {
+                            (
+                                format!("{:.1}", r.mib_per_sec),
+                                format!("{:.0}", r.records_per_sec),
+                                format!("{:.0}", r.cpu_percent),
+                            )
+                        },
+                    );
+                    let rise = if i == 0 {
+                        String::new()
+                    } else {
+                        format!("{:+.0} %", t.p99_rise_percent(run))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {} | {:.0} | {name} | {mib} | {records} | {cpu} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {rise} |",
+                        t.rate, t.duration_secs, run.broker_cpu_percent, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms, s.partial, errors(s), s.lost
+                    );
+                }
+            }
         }
         for restart in &self.restarts {
             let _ = writeln!(
@@ -401,6 +524,35 @@ impl BenchReport {
                 worst.peak_rss_mib * 1.048_576,
                 verdict(worst.peak_rss_mib * 1.048_576 < 100.0)
             ));
+        }
+        for tap in &self.taps {
+            let (without, with_tap) = (&tap.without.summary, &tap.with_tap.summary);
+            let rise = tap.p99_rise_percent(&tap.with_tap);
+            lines.push(format!(
+                "an analytics tap replaying every topic raises the page p99 at {}/s by under 20 %: {:.1} ms to {:.1} ms = {rise:+.0} %, {} (without a tap again: {:.1} ms)",
+                tap.rate,
+                without.p99_ms,
+                with_tap.p99_ms,
+                verdict(rise < 20.0),
+                tap.without_after.summary.p99_ms
+            ));
+            let rise = tap.p99_rise_percent(&tap.idle_priority);
+            lines.push(format!(
+                "the same with the tap at idle CPU priority (as on its own machine): {:.1} ms to {:.1} ms = {rise:+.0} %, {}",
+                without.p99_ms,
+                tap.idle_priority.summary.p99_ms,
+                verdict(rise < 20.0)
+            ));
+            if let Some(q) = &tap.quota {
+                let rise = tap.p99_rise_percent(&q.run);
+                lines.push(format!(
+                    "the same under the analytics quota ({:.1} MiB/s): {:.1} ms to {:.1} ms = {rise:+.0} %, {}",
+                    q.consumer_byte_rate as f64 / 1024.0 / 1024.0,
+                    without.p99_ms,
+                    q.run.summary.p99_ms,
+                    verdict(rise < 20.0)
+                ));
+            }
         }
         lines
     }
