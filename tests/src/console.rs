@@ -9,7 +9,7 @@ use storefront::console::{self, Console, ConsoleSettings};
 use storefront_devstack::{keys::ConsoleToken, seed::Dataset, stack::Service};
 use storefront_runtime::KafkaSettings;
 
-use crate::{Gateway, TestStack};
+use crate::{serve_for_the_process, Gateway, TestStack};
 
 /// The template the console links trace IDs with, in these tests.
 pub const TRACE_URL: &str = "http://tracing.invalid/trace/{trace_id}";
@@ -36,48 +36,36 @@ impl ConsoleStack {
 pub fn console_stack() -> &'static ConsoleStack {
     static SHARED: OnceLock<ConsoleStack> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let test =
-                    TestStack::start_with(&Service::ALL, |c| c.page_deadline_ms = 3_000).await;
-                let token = ConsoleToken::generate();
-                let running = console::start(
-                    Console {
-                        kafka: test.config.kafka.clone(),
-                        settings: ConsoleSettings {
-                            console_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                            trace_url: Some(TRACE_URL.into()),
-                        },
-                        token: token.clone(),
-                        unseal_key: Some(test.config.unseal_key.clone()),
-                        page_deadline_ms: test.config.page_deadline_ms,
-                    },
-                    Default::default(),
-                )
-                .await
-                .expect("the console starts");
-                running
-                    .wait_ready(Duration::from_secs(60))
-                    .await
-                    .expect("the console's feed catches up");
-                tx.send(ConsoleStack {
-                    gateway: test.stack.gateway_addr().unwrap(),
-                    console: running.http_addr,
-                    token: token.expose().to_owned(),
+        serve_for_the_process("the stack and its console", || async {
+            let test = TestStack::start_with(&Service::ALL, |c| c.page_deadline_ms = 3_000).await;
+            let token = ConsoleToken::generate();
+            let running = console::start(
+                Console {
                     kafka: test.config.kafka.clone(),
-                    dataset: test.dataset,
-                })
-                .unwrap();
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv_timeout(Duration::from_secs(180))
-            .expect("the stack and its console start")
+                    settings: ConsoleSettings {
+                        console_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        trace_url: Some(TRACE_URL.into()),
+                    },
+                    token: token.clone(),
+                    unseal_key: Some(test.config.unseal_key.clone()),
+                    page_deadline_ms: test.config.page_deadline_ms,
+                },
+                Default::default(),
+            )
+            .await
+            .expect("the console starts");
+            running
+                .wait_ready(Duration::from_secs(60))
+                .await
+                .expect("the console's feed catches up");
+            let shared = ConsoleStack {
+                gateway: test.stack.gateway_addr().unwrap(),
+                console: running.http_addr,
+                token: token.expose().to_owned(),
+                kafka: test.config.kafka.clone(),
+                dataset: test.dataset,
+            };
+            (shared, (test.stack, running))
+        })
     })
 }

@@ -120,6 +120,33 @@ impl TestStack {
     }
 }
 
+/// Runs `start` on a runtime thread of its own, which then keeps what it
+/// started (the second value it gives) running for the life of the test
+/// process; returns the first value. Panics if `what` does not start in 3 minutes.
+pub fn serve_for_the_process<T, K, F, Fut>(what: &'static str, start: F) -> T
+where
+    T: Send + 'static,
+    K: 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (T, K)>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (value, _kept) = start().await;
+            tx.send(value).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(180))
+        .unwrap_or_else(|_| panic!("{what} starts"))
+}
+
 /// The stack most tests share: all five services, a generous deadline so a
 /// loaded CI machine still sees complete pages. It runs on its own runtime
 /// thread for the life of the test process.
@@ -142,26 +169,15 @@ impl SharedStack {
         configure: impl FnOnce(&mut StackConfig) + Send + 'static,
     ) -> SharedStack {
         let services = services.to_vec();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let test = TestStack::start_with(&services, configure).await;
-                tx.send(SharedStack {
-                    gateway: test.stack.gateway_addr().unwrap(),
-                    config: test.config.clone(),
-                    dataset: test.dataset,
-                })
-                .unwrap();
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv_timeout(Duration::from_secs(120))
-            .expect("the shared stack starts")
+        serve_for_the_process("the shared stack", move || async move {
+            let test = TestStack::start_with(&services, configure).await;
+            let shared = SharedStack {
+                gateway: test.stack.gateway_addr().unwrap(),
+                config: test.config.clone(),
+                dataset: test.dataset,
+            };
+            (shared, test.stack)
+        })
     }
 
     pub fn gateway(&self) -> Gateway {

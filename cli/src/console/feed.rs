@@ -25,8 +25,7 @@ use storefront_schemas::{now_ms, PageCompleted, PageStatus, RequestId, SessionId
 use tokio::{sync::broadcast, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{error::bad_query, ApiError, AppState};
-use crate::when::parse_time;
+use super::{error::bad_query, time_range, ApiError, AppState};
 
 /// How far back the feed reads when it starts, and how long it keeps counts.
 const WINDOW_MS: i64 = 15 * 60_000;
@@ -156,14 +155,7 @@ pub(super) struct Filter {
 impl Filter {
     fn parse(query: FilterQuery) -> Result<Self, ApiError> {
         let present = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let time = |name: &'static str, v: Option<String>| {
-            present(v)
-                .map(|text| {
-                    parse_time(&text)
-                        .map_err(|e| ApiError::invalid("bad_time", format!("{name}: {e}")))
-                })
-                .transpose()
-        };
+        let (since_ms, until_ms) = time_range(query.since, query.until)?;
         let filter = Self {
             status: present(query.status)
                 .filter(|s| s != "all")
@@ -180,15 +172,10 @@ impl Filter {
                     })
                 })
                 .transpose()?,
-            since_ms: time("since", query.since)?,
-            until_ms: time("until", query.until)?,
+            since_ms,
+            until_ms,
             limit: query.limit.unwrap_or(200).clamp(1, 1000),
         };
-        if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms) {
-            if until < since {
-                return Err(ApiError::invalid("bad_time", "until is before since"));
-            }
-        }
         Ok(filter)
     }
 

@@ -189,6 +189,30 @@ async fn config(State(state): State<AppState>) -> Json<Config> {
     })
 }
 
+/// A time range a query gives (`since`, `until`), each as `storefront trace
+/// --since` takes it; an empty one is absent. 400 `bad_time` if either is no
+/// time or the range ends before it begins.
+fn time_range(
+    since: Option<String>,
+    until: Option<String>,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let time = |name: &str, text: Option<String>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                crate::when::parse_time(&t)
+                    .map_err(|e| ApiError::invalid("bad_time", format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since", since)?, time("until", until)?);
+    if let (Some(since), Some(until)) = (since, until) {
+        if until < since {
+            return Err(ApiError::invalid("bad_time", "until is before since"));
+        }
+    }
+    Ok((since, until))
+}
+
 /// Runs blocking Kafka reads off the runtime; a failure is the broker's.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,

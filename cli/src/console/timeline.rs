@@ -15,12 +15,9 @@ use storefront_schemas::RequestId;
 use super::{
     error::bad_query,
     redact::{is_secret, redact, REDACTED},
-    ApiError, AppState,
+    time_range, ApiError, AppState,
 };
-use crate::{
-    trace::{self, Step, Trace},
-    when::parse_time,
-};
+use crate::trace::{self, Step, Trace};
 
 /// The services, in the order of the flow: one lane each.
 pub(super) const SERVICES: [&str; 5] = [
@@ -50,19 +47,7 @@ pub(super) async fn show(
         .ok_or_else(|| {
             ApiError::invalid("bad_id", format!("{id:?} is not a request ID (a UUIDv7)"))
         })?;
-    let time = |name: &str, text: Option<String>| {
-        text.filter(|t| !t.trim().is_empty())
-            .map(|t| {
-                parse_time(&t).map_err(|e| ApiError::invalid("bad_time", format!("{name}: {e}")))
-            })
-            .transpose()
-    };
-    let (since, until) = (time("since", range.since)?, time("until", range.until)?);
-    if let (Some(since), Some(until)) = (since, until) {
-        if until < since {
-            return Err(ApiError::invalid("bad_time", "until is before since"));
-        }
-    }
+    let (since, until) = time_range(range.since, range.until)?;
     let kafka = state.kafka.clone();
     let id = request_id.to_string();
     let trace = tokio::task::spawn_blocking(move || trace::trace(&kafka, &id, since, until))

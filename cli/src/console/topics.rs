@@ -17,8 +17,8 @@ use storefront_runtime::{
     Inbound,
 };
 
-use super::{blocking, error::bad_query, redact::redact, ApiError, AppState};
-use crate::{decoded::Decoder, when::parse_time};
+use super::{blocking, error::bad_query, redact::redact, time_range, ApiError, AppState};
+use crate::decoded::Decoder;
 
 const CLIENT_ID: &str = "storefront-console";
 const READ_DEADLINE: Duration = Duration::from_secs(60);
@@ -82,19 +82,16 @@ pub(super) async fn records(
             ),
         ));
     }
-    let time = |name: &str, text: Option<String>, default: Option<&str>| {
-        text.filter(|t| !t.trim().is_empty())
-            .or(default.map(str::to_owned))
-            .map(|t| {
-                parse_time(&t).map_err(|e| ApiError::invalid("bad_time", format!("{name}: {e}")))
-            })
-            .transpose()
-    };
-    let since = time("since", query.since, Some("15m"))?.expect("a default");
-    let until = time("until", query.until, None)?;
-    if until.is_some_and(|until| until < since) {
-        return Err(ApiError::invalid("bad_time", "until is before since"));
-    }
+    let (since, until) = time_range(
+        Some(
+            query
+                .since
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| "15m".into()),
+        ),
+        query.until,
+    )?;
+    let since = since.expect("a default");
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_RECORDS);
     let kafka = state.kafka.clone();
     let records = blocking(move || {
