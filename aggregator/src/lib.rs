@@ -226,17 +226,23 @@ struct Committed {
     offsets: Vec<((String, i32), i64)>,
 }
 
-/// When an aborted transaction may be tried again.
+/// When an aborted transaction may be tried again: the broker retry
+/// policy's waits, started again after a success.
 #[derive(Default)]
 struct Retry {
     not_before: Option<Instant>,
-    delay: Duration,
+    waits: Option<Box<dyn Iterator<Item = Duration> + Send>>,
 }
 
 impl Retry {
     fn after_failure(&mut self) {
-        self.delay = (self.delay * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
-        self.not_before = Some(Instant::now() + self.delay);
+        let policy = storefront_runtime::retry::Policy::BROKER;
+        let wait = self
+            .waits
+            .get_or_insert_with(|| Box::new(policy.waits()))
+            .next()
+            .unwrap_or(policy.longest);
+        self.not_before = Some(Instant::now() + wait);
     }
 
     fn after_success(&mut self) {

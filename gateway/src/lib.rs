@@ -10,9 +10,10 @@
 //! there), `login.rs` (login, logout), `pages.rs` (the page and the
 //! asynchronous API), `lifecycle.rs` (one request sent and waited for, by
 //! one waiting rule), `cookies.rs` (the session cookie), `replies.rs` (the
-//! reply partitions), `progress.rs` (status read back from the topics),
+//! reply partitions), `callbacks.rs` (callbacks, on a path of their own), `progress.rs` (status read back from the topics),
 //! `streams.rs` (event streams: their limits and the follower behind them).
 
+pub mod callbacks;
 pub mod cookies;
 pub mod error;
 pub mod expiring;
@@ -39,7 +40,10 @@ use storefront_runtime::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::replies::{OwnedPartitions, ReplyHandling, REPLY_PARTITIONS};
+use crate::{
+    callbacks::{CallbackHandling, CALLBACK_GROUP},
+    replies::{OwnedPartitions, ReplyHandling, REPLY_PARTITIONS},
+};
 
 pub use lifecycle::{status_name, AsyncOptions};
 pub use routes::router;
@@ -53,7 +57,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningService> {
     topics::ensure_topics(&settings.kafka).await?;
     let topics = settings.kafka.topics();
-    let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS]);
+    let readiness = Readiness::new(&[PRODUCER_WARM, REPLY_PARTITIONS, CALLBACK_GROUP]);
     let telemetry = Telemetry::new("gateway", &settings.telemetry)?;
     let producer = EventProducer::new(&settings.kafka, &telemetry)?;
     let owned = OwnedPartitions::default();
@@ -63,17 +67,28 @@ pub async fn start(
         owned.clone(),
         readiness.clone(),
     )?;
+    let callbacks = callbacks::callback_driver(&settings.kafka, &telemetry, readiness.clone())?;
 
     let http_addr = settings.http_addr;
     let http_limits = settings.http.clone();
     let state = AppState::new(settings, producer.clone(), owned, readiness.clone());
     let mut tasks = JoinSet::new();
+    let shutdown_callbacks = shutdown.clone();
     tasks.spawn(service::warm_up(producer.clone(), readiness.clone()));
     let handling = ReplyHandling {
         waiting: state.inner.waiting.clone(),
         results: state.inner.results.clone(),
-        webhooks: state.inner.webhooks.clone(),
     };
+    let callback_handling = CallbackHandling {
+        webhooks: state.inner.webhooks.clone(),
+        results: state.inner.results.clone(),
+    };
+    tasks.spawn(async move {
+        callbacks
+            .run(Arc::new(callback_handling), shutdown_callbacks)
+            .await;
+        Ok(())
+    });
     let dead_letters = DeadLetters::new(producer.clone(), topics.dead_letters.clone());
     tasks.spawn(replies.run(Arc::new(handling), producer, dead_letters, shutdown.clone()));
     let http_addr = service::serve_http(

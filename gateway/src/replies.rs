@@ -26,7 +26,7 @@ use storefront_runtime::{
 use storefront_schemas::{PageCompleted, RequestId};
 use tokio::sync::oneshot;
 
-use crate::{expiring::ExpiringMap, page::result_of, progress::Progress, webhooks::Webhooks};
+use crate::{expiring::ExpiringMap, progress::Progress};
 
 /// Readiness condition: this gateway owns at least one reply partition.
 pub const REPLY_PARTITIONS: &str = "reply partitions owned";
@@ -76,7 +76,7 @@ impl GroupListener for ReplyPartitions {
 /// yet, so that the partition's next owner (if this gateway dies) starts
 /// from there, not from `latest` at its own assignment: a reply written in
 /// between, and its callback, would be skipped.
-fn commit_start_positions(
+pub(crate) fn commit_start_positions(
     consumer: &BaseConsumer<GroupContext>,
     assigned: &TopicPartitionList,
 ) -> rdkafka::error::KafkaResult<()> {
@@ -189,8 +189,7 @@ impl Waiting {
 /// asynchronous, or its gateway died), kept for status lookups.
 pub type Results = Arc<ExpiringMap<RequestId, Progress>>;
 
-/// Callback deliveries and replies in progress at once; more wait (and
-/// hold back the commit of their partition).
+/// Replies in progress at once; past this the driver pauses its partitions.
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Joins the group of gateways on the reply topic; partitions arrive with
@@ -209,7 +208,7 @@ pub fn reply_driver(
         commits: Commits::Stored,
         // Fetch states, read to know when a partition may be named.
         statistics_interval_ms: 100,
-        instance_id: None,
+        ..GroupOptions::at_least_once("gateway-replies")
     };
     let partitions = ReplyPartitions {
         owned,
@@ -227,15 +226,14 @@ pub fn reply_driver(
     )
 }
 
-/// What becomes of each reply: handed to the requests waiting for it;
-/// kept in `results` if nobody waits; POSTed to its callback URL if it has
-/// one, its offset stored only once the delivery ended, so if this gateway
-/// dies the next owner of the partition delivers it.
+/// What becomes of each reply: handed to the requests waiting for it, and
+/// kept in `results` if nobody waits or a callback is to come (status
+/// lookups find it). Callbacks are delivered by the callbacks group
+/// (`callbacks.rs`): no reply waits for one.
 #[derive(Clone)]
 pub struct ReplyHandling {
     pub waiting: Waiting,
     pub results: Results,
-    pub webhooks: Webhooks,
 }
 
 impl RecordHandler for ReplyHandling {
@@ -244,36 +242,14 @@ impl RecordHandler for ReplyHandling {
             .decode::<PageCompleted>()
             .map_err(|error| HandlerError::Invalid(error.to_string()))?;
         let answered = self.waiting.deliver(&page);
-        let request_id = page.context.request_id;
-        let now = storefront_schemas::now_ms;
-        match page.callback_url.clone() {
-            Some(url) => {
-                self.results
-                    .insert(request_id, Progress::from_page(page.clone(), None), now());
-                let body = webhook_body(&page);
-                let report = self.webhooks.deliver(&page, &url, &body).await;
-                self.results
-                    .insert(request_id, Progress::from_page(page, Some(&report)), now());
-            }
-            None if !answered => {
-                self.results
-                    .insert(request_id, Progress::from_page(page, None), now());
-            }
-            None => {}
+        if page.callback_url.is_some() || !answered {
+            let request_id = page.context.request_id;
+            self.results.insert(
+                request_id,
+                Progress::from_page(page, None),
+                storefront_schemas::now_ms(),
+            );
         }
         Ok(Vec::new())
     }
-}
-
-/// What a callback receives: the result as the result endpoint gives it,
-/// in the Standard Webhooks payload shape (`type`, `data`).
-fn webhook_body(page: &PageCompleted) -> Vec<u8> {
-    let (status, result) = result_of(page, None);
-    let body = serde_json::json!({
-        "type": "page.completed",
-        "request_id": page.context.request_id,
-        "http_status": status.as_u16(),
-        "data": result,
-    });
-    serde_json::to_vec(&body).expect("JSON serialises")
 }

@@ -1,23 +1,25 @@
 //! Callbacks: a request may name a URL its result is POSTed to, signed as
 //! the Standard Webhooks spec says (`webhook-id`, `webhook-timestamp`,
-//! `webhook-signature: v1,<base64 HMAC-SHA256>`), retried with exponential
-//! backoff and full jitter, and given up after a bounded time. How it ended
-//! is written to `callback.reported`, where any gateway's status finds it.
+//! `webhook-signature: v1,<base64 HMAC-SHA256>`), retried by the callback
+//! retry policy (`runtime::retry`), and given up after a bounded time. How
+//! it ended is written to `callback.reported`, where any gateway's status
+//! finds it. Delivery runs on a path of its own (`callbacks.rs`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hmac::{Hmac, Mac};
-use rand::Rng;
 use reqwest::Url;
 use sha2::Sha256;
-use storefront_runtime::{EventProducer, Outbound};
+use storefront_runtime::{
+    retry::{retry, Failure, GaveUp, Policy, Until},
+    EventProducer, Outbound,
+};
 use storefront_schemas::{now_ms, CallbackOutcome, CallbackReported, PageCompleted};
+use tokio_util::sync::CancellationToken;
 
 /// Longest callback URL accepted.
 const MAX_URL_LEN: usize = 2048;
-const FIRST_RETRY: Duration = Duration::from_millis(500);
-const LONGEST_RETRY: Duration = Duration::from_secs(60);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Callback settings of a gateway.
@@ -209,10 +211,18 @@ impl Webhooks {
     }
 
     /// POSTs `body` (the result of `page`) to `url` until a 2xx or until
-    /// giving up, then writes the outcome to `callback.reported`.
-    pub async fn deliver(&self, page: &PageCompleted, url: &str, body: &[u8]) -> CallbackReported {
+    /// giving up, then writes the outcome to `callback.reported`. `None` if
+    /// `stop` ended it first: nothing is reported, and the partition's next
+    /// owner delivers it again.
+    pub async fn deliver(
+        &self,
+        page: &PageCompleted,
+        url: &str,
+        body: &[u8],
+        stop: &CancellationToken,
+    ) -> Option<CallbackReported> {
         let webhook_id = format!("msg_{}", page.context.request_id);
-        let started = Instant::now();
+        let request_id = page.context.request_id;
         let mut attempts: i32 = 0;
         // Checked again here: the record may not come from a gateway.
         let refused = match (&self.secret, self.policy.check(url)) {
@@ -220,46 +230,54 @@ impl Webhooks {
             (_, Err(reason)) => Some(reason),
             _ => None,
         };
-        let last_error = if refused.is_some() {
-            refused
-        } else {
-            loop {
-                attempts += 1;
-                let error = match self.attempt(url, &webhook_id, body).await {
-                    Ok(()) => break None,
-                    Err(error) => error,
+        let last_error = match refused {
+            Some(reason) => Some(reason),
+            None => {
+                let until = Until::shutdown(stop)
+                    .with_deadline(Some(tokio::time::Instant::now() + self.give_up_after));
+                let attempt = |number: u32| {
+                    attempts = number as i32;
+                    let webhook_id = &webhook_id;
+                    async move {
+                        self.attempt(url, webhook_id, body)
+                            .await
+                            .map_err(Failure::Transient)
+                    }
                 };
-                let wait = backoff(attempts.unsigned_abs());
-                if started.elapsed() + wait > self.give_up_after {
-                    break Some(error);
+                let on_retry = |error: &String, attempts: u32, wait: Duration| {
+                    tracing::info!(%request_id, attempts, %error, retry_in_ms = wait.as_millis() as u64, "callback failed; will retry");
+                };
+                match retry(Policy::CALLBACK, &until, attempt, on_retry).await {
+                    Ok(()) => None,
+                    Err(GaveUp::Shutdown(_)) => return None,
+                    Err(gave_up) => Some(gave_up.into_inner()),
                 }
-                tracing::info!(request_id = %page.context.request_id, attempts, %error, retry_in_ms = wait.as_millis() as u64, "callback failed; will retry");
-                tokio::time::sleep(wait).await;
             }
         };
-        let report = CallbackReported {
-            context: page.context.clone(),
-            url: url.to_owned(),
-            webhook_id,
-            outcome: if last_error.is_none() {
-                CallbackOutcome::Delivered
-            } else {
-                CallbackOutcome::Failed
-            },
-            attempts,
-            last_error,
-            reported_at_ms: now_ms(),
-        };
+        let report = report_of(page, url, attempts, last_error);
         match report.outcome {
             CallbackOutcome::Delivered => {
-                tracing::info!(request_id = %page.context.request_id, attempts, "callback delivered")
+                tracing::info!(%request_id, attempts, "callback delivered")
             }
             CallbackOutcome::Failed => {
-                tracing::warn!(request_id = %page.context.request_id, attempts, error = ?report.last_error, "callback given up")
+                tracing::warn!(%request_id, attempts, error = ?report.last_error, "callback given up")
             }
         }
-        self.report(&report).await;
-        report
+        self.report(&report, stop).await.then_some(report)
+    }
+
+    /// Gives a callback up without trying it (its host has too many
+    /// waiting already), and reports that. `None` if `stop` came first.
+    pub async fn give_up(
+        &self,
+        page: &PageCompleted,
+        url: &str,
+        why: String,
+        stop: &CancellationToken,
+    ) -> Option<CallbackReported> {
+        tracing::warn!(request_id = %page.context.request_id, %why, "callback given up without an attempt");
+        let report = report_of(page, url, 0, Some(why));
+        self.report(&report, stop).await.then_some(report)
     }
 
     async fn attempt(&self, url: &str, webhook_id: &str, body: &[u8]) -> Result<(), String> {
@@ -287,9 +305,10 @@ impl Webhooks {
         }
     }
 
-    /// Writes the outcome, retrying until the broker takes it: a report
-    /// that is lost would leave the status pending for good.
-    async fn report(&self, report: &CallbackReported) {
+    /// Writes the outcome, retrying until the broker takes it or `stop`:
+    /// a report that is lost would leave the status pending for good, so
+    /// false (not written) leaves the callback to the partition's next owner.
+    async fn report(&self, report: &CallbackReported, stop: &CancellationToken) -> bool {
         let record = Outbound::event(
             &self.topic,
             report.context.session_id,
@@ -297,21 +316,53 @@ impl Webhooks {
             &opentelemetry::Context::new(),
             report,
         );
-        let mut attempt = 0;
-        while let Err(error) = self.producer.send(&record).await {
-            attempt += 1;
+        let attempt = |_| async {
+            self.producer
+                .send(&record)
+                .await
+                .map(drop)
+                .map_err(|error| {
+                    if error.is_permanent() {
+                        Failure::Permanent(error)
+                    } else {
+                        Failure::Transient(error)
+                    }
+                })
+        };
+        let on_retry = |error: &storefront_runtime::Error, attempt: u32, _: Duration| {
             tracing::warn!(%error, attempt, "could not write the callback report; retrying");
-            tokio::time::sleep(backoff(attempt).min(Duration::from_secs(5))).await;
+        };
+        match retry(Policy::BROKER, &Until::shutdown(stop), attempt, on_retry).await {
+            Ok(()) => true,
+            Err(gave_up) => {
+                let error = gave_up.into_inner();
+                tracing::error!(%error, request_id = %report.context.request_id, "the callback report was not written");
+                false
+            }
         }
     }
 }
 
-/// Exponential backoff with full jitter: a random wait up to 0.5 s × 2^(n-1), capped.
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = FIRST_RETRY
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(LONGEST_RETRY);
-    rand::thread_rng().gen_range(Duration::ZERO..=ceiling)
+/// How a callback ended, as `callback.reported` records it.
+fn report_of(
+    page: &PageCompleted,
+    url: &str,
+    attempts: i32,
+    last_error: Option<String>,
+) -> CallbackReported {
+    CallbackReported {
+        context: page.context.clone(),
+        url: url.to_owned(),
+        webhook_id: format!("msg_{}", page.context.request_id),
+        outcome: if last_error.is_none() {
+            CallbackOutcome::Delivered
+        } else {
+            CallbackOutcome::Failed
+        },
+        attempts,
+        last_error,
+        reported_at_ms: now_ms(),
+    }
 }
 
 /// A connection error, without the URL (it is in the report already).
@@ -389,15 +440,5 @@ mod tests {
             secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..40 {
-            let ceiling = FIRST_RETRY
-                .saturating_mul(1 << (attempt - 1).min(16))
-                .min(LONGEST_RETRY);
-            assert!(backoff(attempt) <= ceiling);
-        }
     }
 }

@@ -31,6 +31,30 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether trying again cannot help: the broker refused the record
+    /// itself (too large, malformed) or this client's right to write it.
+    pub fn is_permanent(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        match self {
+            Self::Kafka { source, .. } => matches!(
+                source.rdkafka_error_code(),
+                Some(
+                    Code::MessageSizeTooLarge
+                        | Code::InvalidMessageSize
+                        | Code::InvalidMessage
+                        | Code::MessageBatchTooLarge
+                        | Code::InvalidRecord
+                        | Code::InvalidTopic
+                        | Code::TopicAuthorizationFailed
+                        | Code::ClusterAuthorizationFailed
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Adds the action that failed to a Kafka error.
 pub(crate) trait KafkaContext<T> {
     fn context(self, action: &'static str) -> Result<T>;

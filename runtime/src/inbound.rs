@@ -85,23 +85,31 @@ impl Inbound {
     }
 }
 
-/// The next record from `consumer`, riding out consumer errors; `None` once
-/// `shutdown` is cancelled.
+/// The next record from `consumer`, riding out consumer errors with the
+/// broker retry policy; `None` once `shutdown` is cancelled.
 pub async fn next_record<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: &rdkafka::consumer::StreamConsumer<C>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Option<Inbound> {
-    loop {
-        let message = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            message = consumer.recv() => message,
-        };
-        match message {
-            Ok(message) => return Some(Inbound::from_message(&message)),
-            Err(error) => {
-                tracing::warn!(%error, "consumer error");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+    use crate::retry::{retry, Failure, Policy, Until};
+    let attempt = |_| async {
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(None),
+            message = consumer.recv() => message
+                .map(|message| Some(Inbound::from_message(&message)))
+                .map_err(Failure::Transient),
         }
-    }
+    };
+    let on_retry = |error: &rdkafka::error::KafkaError, attempt: u32, _| {
+        tracing::warn!(%error, attempt, "consumer error");
+    };
+    retry(
+        Policy::BROKER,
+        &Until::shutdown(shutdown),
+        attempt,
+        on_retry,
+    )
+    .await
+    .ok()
+    .flatten()
 }

@@ -19,6 +19,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod quotas;
 pub mod reference;
+pub mod retry;
 pub mod service;
 pub mod settings;
 pub mod shutdown;

@@ -22,7 +22,9 @@ use tokio::sync::watch;
 use opentelemetry::{trace::TraceContextExt, Context, KeyValue};
 
 use crate::{
-    error::KafkaContext, trace, Error, EventHeaders, Inbound, KafkaSettings, Result, Telemetry,
+    error::KafkaContext,
+    retry::{retry, Failure, GaveUp, Policy, Until},
+    trace, Error, EventHeaders, Inbound, KafkaSettings, Result, Telemetry,
 };
 
 /// A record to produce.
@@ -37,6 +39,10 @@ pub struct Outbound {
     /// record's `traceparent`. Empty for reference records.
     pub trace: Context,
     pub payload: Vec<u8>,
+    /// The request's deadline (epoch ms), for request-path events: what
+    /// could not be written by then is of no use to its page, so retrying
+    /// stops there. Not written to the topic.
+    pub deadline_ms: Option<i64>,
 }
 
 impl Outbound {
@@ -55,6 +61,7 @@ impl Outbound {
             headers: EventHeaders::request(T::EVENT_TYPE, request_id),
             trace: trace.clone(),
             payload: storefront_schemas::encode(event),
+            deadline_ms: None,
         }
     }
 
@@ -66,7 +73,10 @@ impl Outbound {
         trace: &Context,
         event: &T,
     ) -> Self {
-        Self::event(topic, context.session_id, context.request_id, trace, event)
+        Self {
+            deadline_ms: Some(context.deadline_ms),
+            ..Self::event(topic, context.session_id, context.request_id, trace, event)
+        }
     }
 
     /// A reference record, keyed by its entity's id.
@@ -78,6 +88,7 @@ impl Outbound {
             headers: EventHeaders::reference(T::EVENT_TYPE),
             trace: Context::new(),
             payload: storefront_schemas::encode(record),
+            deadline_ms: None,
         }
     }
 
@@ -246,36 +257,26 @@ impl EventProducer {
                                 value: Some(value),
                             })
                         });
-                loop {
-                    let mut copy = FutureRecord::to(&topic)
-                        .partition(record.partition)
-                        .payload(record.payload.as_deref().unwrap_or_default())
-                        .headers(headers.clone());
-                    if let Some(key) = &record.key {
-                        copy = copy.key(key);
-                    }
-                    if let Some(at) = record.timestamp_ms {
-                        copy = copy.timestamp(at);
-                    }
-                    match self.inner.send_result(copy) {
-                        Ok(delivery) => {
-                            pending.push(Pending {
-                                delivery,
-                                span: None,
-                            });
-                            break;
+                let delivery = self
+                    .queue(|| {
+                        let mut copy = FutureRecord::to(&topic)
+                            .partition(record.partition)
+                            .payload(record.payload.as_deref().unwrap_or_default())
+                            .headers(headers.clone());
+                        if let Some(key) = &record.key {
+                            copy = copy.key(key);
                         }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        if let Some(at) = record.timestamp_ms {
+                            copy = copy.timestamp(at);
                         }
-                        Err((source, _)) => {
-                            return Err(Error::Kafka {
-                                action: "enqueue a copy",
-                                source,
-                            })
-                        }
-                    }
-                }
+                        copy
+                    })
+                    .await
+                    .context("enqueue a copy")?;
+                pending.push(Pending {
+                    delivery,
+                    span: None,
+                });
             }
             for queued in pending {
                 Self::acknowledged(queued).await?;
@@ -301,30 +302,54 @@ impl EventProducer {
         });
         let trace_headers = span.as_ref().map(trace::inject).unwrap_or_default();
         let headers = record.headers.to_owned_headers(&trace_headers);
-        loop {
-            let mut future_record = FutureRecord::to(&record.topic)
-                .key(record.key.as_bytes())
-                .payload(&record.payload)
-                .headers(headers.clone());
-            if let Some(partition) = record.partition {
-                future_record = future_record.partition(partition);
-            }
-            match self.inner.send_result(future_record) {
-                Ok(delivery) => return Ok(Pending { delivery, span }),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+        let queued = self
+            .queue(|| {
+                let mut future_record = FutureRecord::to(&record.topic)
+                    .key(record.key.as_bytes())
+                    .payload(&record.payload)
+                    .headers(headers.clone());
+                if let Some(partition) = record.partition {
+                    future_record = future_record.partition(partition);
                 }
-                Err((source, _)) => {
-                    if let Some(span) = &span {
-                        trace::end(span, Some(&source.to_string()));
-                    }
-                    return Err(Error::Kafka {
-                        action: "enqueue a record",
-                        source,
-                    });
+                future_record
+            })
+            .await;
+        match queued {
+            Ok(delivery) => Ok(Pending { delivery, span }),
+            Err(source) => {
+                if let Some(span) = &span {
+                    trace::end(span, Some(&source.to_string()));
                 }
+                Err(Error::Kafka {
+                    action: "enqueue a record",
+                    source,
+                })
             }
         }
+    }
+
+    /// Queues the record `build` makes, waiting while librdkafka's queue is
+    /// full (it empties as the broker acknowledges, or as records time out).
+    async fn queue<'a, K, P>(
+        &self,
+        build: impl Fn() -> FutureRecord<'a, K, P>,
+    ) -> std::result::Result<DeliveryFuture, KafkaError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized + 'a,
+        P: rdkafka::message::ToBytes + ?Sized + 'a,
+    {
+        let attempt = |_| {
+            std::future::ready(match self.inner.send_result(build()) {
+                Ok(delivery) => Ok(delivery),
+                Err((error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    Err(Failure::Transient(error))
+                }
+                Err((error, _)) => Err(Failure::Permanent(error)),
+            })
+        };
+        retry(Policy::QUEUE_FULL, &Until::default(), attempt, |_, _, _| {})
+            .await
+            .map_err(GaveUp::into_inner)
     }
 
     pub(crate) async fn acknowledged(pending: Pending) -> Result<(i32, i64)> {

@@ -8,7 +8,11 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{error::KafkaContext, Error, KafkaSettings, Result};
+use crate::{
+    error::KafkaContext,
+    retry::{retry_blocking, Failure, GaveUp, Policy},
+    Error, KafkaSettings, Result,
+};
 
 /// Every topic of the storefront, under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,15 +196,17 @@ pub async fn partition_counts(
             .context("create a metadata client")?;
         let mut counts = BTreeMap::new();
         for topic in &topics {
-            let mut attempts = 0;
-            loop {
+            // A topic just created has no leaders for a moment.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let partitions = retry_blocking(Policy::BROKER, deadline, |_| {
                 let metadata = rdkafka::consumer::Consumer::fetch_metadata(
                     &consumer,
                     Some(topic),
                     Duration::from_secs(5),
                 )
-                .context("fetch topic metadata")?;
-                let partitions = metadata
+                .context("fetch topic metadata")
+                .map_err(Failure::Permanent)?;
+                metadata
                     .topics()
                     .first()
                     .filter(|t| t.error().is_none())
@@ -210,17 +216,11 @@ pub async fn partition_counts(
                             .all(|p| p.leader() >= 0 && p.error().is_none())
                     })
                     .map(|t| t.partitions().len() as i32)
-                    .unwrap_or(0);
-                if partitions > 0 {
-                    counts.insert(topic.clone(), partitions);
-                    break;
-                }
-                attempts += 1;
-                if attempts > 50 {
-                    return Err(Error::TimedOut("topic metadata"));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+                    .filter(|&partitions| partitions > 0)
+                    .ok_or(Failure::Transient(Error::TimedOut("topic metadata")))
+            })
+            .map_err(GaveUp::into_inner)?;
+            counts.insert(topic.clone(), partitions);
         }
         Ok(counts)
     })

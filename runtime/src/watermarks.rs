@@ -9,6 +9,8 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
+use crate::retry::{retry_blocking, Failure, GaveUp, Policy};
+
 /// The low and high watermarks of `topic`/`partition`. A partition just
 /// created, or whose leader just moved, answers "not leader" for a moment
 /// (Kafka elects leaders after it acknowledges the topic, and metadata can
@@ -21,18 +23,17 @@ pub fn fetch<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     timeout: Duration,
 ) -> KafkaResult<(i64, i64)> {
     let deadline = Instant::now() + timeout;
-    loop {
+    let attempt = |_| {
         let left = deadline.saturating_duration_since(Instant::now());
-        match consumer.fetch_watermarks(topic, partition, left) {
-            Err(e) if is_transient(&e) && Instant::now() + RETRY_AFTER < deadline => {
-                std::thread::sleep(RETRY_AFTER);
-            }
-            answer => return answer,
-        }
-    }
+        consumer
+            .fetch_watermarks(topic, partition, left)
+            .map_err(|e| match is_transient(&e) {
+                true => Failure::Transient(e),
+                false => Failure::Permanent(e),
+            })
+    };
+    retry_blocking(Policy::BROKER, deadline, attempt).map_err(GaveUp::into_inner)
 }
-
-const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 fn is_transient(error: &KafkaError) -> bool {
     matches!(

@@ -1,7 +1,10 @@
 //! A webhook receiver for the tests. It records every delivery and answers
 //! as its path says: `/ok` takes everything, `/flaky/N` fails the first N
-//! deliveries of each webhook-id with 503, `/down` always fails. Signatures
-//! are checked with the Standard Webhooks reference library (Python).
+//! deliveries of each webhook-id with 503, `/slow/N` answers 200 after N
+//! seconds, `/down` always fails. A [`BlackHole`] accepts connections and
+//! never answers; [`refused_url`] names a port nothing listens on.
+//! Signatures are checked with the Standard Webhooks reference library
+//! (Python).
 
 use std::{
     collections::HashMap,
@@ -95,6 +98,10 @@ async fn receive(
             )
         })
         .collect();
+    if let Some(seconds) = path.strip_prefix("slow/") {
+        let seconds = seconds.parse().unwrap_or(30);
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    }
     let mut deliveries = recorded.0.lock().unwrap();
     let id = headers.get("webhook-id").cloned().unwrap_or_default();
     let earlier = deliveries
@@ -103,6 +110,7 @@ async fn receive(
         .count();
     let status = match path.split('/').collect::<Vec<_>>().as_slice() {
         ["ok"] => StatusCode::NO_CONTENT,
+        ["slow", _] => StatusCode::OK,
         ["flaky", n] if earlier >= n.parse().unwrap_or(0) => StatusCode::OK,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -129,4 +137,41 @@ pub fn verify(secret: &str, deliveries: &[Delivery]) -> Vec<String> {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("the verifier prints JSON")
+}
+
+/// A receiver that accepts every connection and never answers: what a
+/// partner whose server hangs looks like.
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BlackHole {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(connection);
+            }
+        });
+        Self { addr, accepted }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A URL on 127.0.0.1 whose port nothing listens on: connections are refused.
+pub fn refused_url(path: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}{path}")
 }

@@ -2,7 +2,9 @@
 //! sync budget or at once, status and 303 to the result, Server-Sent Events
 //! with resumption, signed and retried webhooks, idempotency keys, the
 //! OpenAPI description. ads-svc does not run in this stack, so every page
-//! waits for its deadline (3 s), well past the sync budget (0.5 s).
+//! waits for its deadline (3 s), well past the sync budget (0.5 s). A
+//! second stack, with every service, shows that no page waits on a
+//! callback to a receiver that hangs, answers late or refuses.
 
 use std::{
     sync::{
@@ -18,7 +20,7 @@ use storefront_devstack::stack::Service;
 use storefront_e2e::{
     eventually, read_topic,
     sse::read_events,
-    webhooks::{self, Receiver},
+    webhooks::{self, refused_url, BlackHole, Receiver},
     Gateway, Reply, SharedStack,
 };
 use storefront_schemas::{PageRequested, RequestId};
@@ -546,4 +548,158 @@ async fn the_openapi_description_covers_every_route() {
         }
     }
     assert_eq!(operations, 7);
+}
+
+/// Every service, and callbacks given up after 5 s: for callbacks to
+/// receivers that hang, answer late or refuse, beside the pages.
+fn full_stack() -> &'static SharedStack {
+    static STACK: OnceLock<SharedStack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        SharedStack::spawn(&Service::ALL, |config| {
+            config.page_deadline_ms = 2_000;
+            config.callbacks = CallbackSettings {
+                webhook_secret: Some(WebhookSecret::generate()),
+                webhook_allowed_hosts: "127.0.0.1".into(),
+                webhook_allow_http: true,
+                webhook_give_up_secs: 5,
+            };
+        })
+    })
+}
+
+/// Logs user `n` of the full stack in; its session cookie.
+async fn log_in_full(gateway: &Gateway, n: usize) -> String {
+    let (username, _, password) = full_stack().dataset.logins[n].clone();
+    let reply = gateway.login(&username, &password).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.session_cookie().expect("a session cookie")
+}
+
+/// `GET /api/page` of `cookie`: its status and how long it took.
+async fn timed_page(gateway: &Gateway, cookie: &str) -> (u16, String, Duration) {
+    let started = std::time::Instant::now();
+    let reply = gateway.get("/api/page", Some(cookie)).await;
+    let status = reply.body["status"].as_str().unwrap_or_default().to_owned();
+    (reply.status, status, started.elapsed())
+}
+
+fn percentile(latencies: &mut [Duration], p: f64) -> f64 {
+    latencies.sort();
+    let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+    latencies[index].as_secs_f64() * 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_page_waits_on_callbacks_to_receivers_that_hang_answer_late_or_refuse() {
+    let gateway = full_stack().gateway();
+    let black_hole = BlackHole::start().await;
+    let receiver = Receiver::start().await;
+    let bad_receivers = [
+        ("hangs", black_hole.url("/hook")),
+        ("answers after 30 s", receiver.url("/slow/30")),
+        ("refuses", refused_url("/hook")),
+    ];
+    // Four sessions per bad receiver, each asking for five callbacks at
+    // once: 20 per host, past the 16 a host is given at once.
+    let mut sessions = Vec::new();
+    for (kind, url) in &bad_receivers {
+        for _ in 0..4 {
+            let cookie = log_in_full(&gateway, sessions.len()).await;
+            sessions.push((*kind, url.clone(), cookie));
+        }
+    }
+    let asks: Vec<(&str, &String, &String)> = sessions
+        .iter()
+        .flat_map(|(kind, url, cookie)| std::iter::repeat_n((*kind, url, cookie), 5))
+        .collect();
+    let gateway_ref = &gateway;
+    let asked = futures_util::future::join_all(asks.iter().map(|(_, url, cookie)| async move {
+        let body = serde_json::json!({ "callback_url": url });
+        start_page(gateway_ref, cookie, Some(body)).await
+    }))
+    .await;
+    let mut pending = Vec::new();
+    for (reply, (kind, _, cookie)) in asked.iter().zip(&asks) {
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        pending.push((*kind, location(reply), (*cookie).clone()));
+    }
+    // One host is given 16 deliveries at once; the other 4 wait their turn.
+    eventually(Duration::from_secs(20), || async {
+        (black_hole.accepted.load(Ordering::SeqCst) >= 16).then_some(())
+    })
+    .await
+    .expect("the black hole is called");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        black_hole.accepted.load(Ordering::SeqCst),
+        16,
+        "callbacks to one host at once"
+    );
+    // A callback to a receiver that works, from a session of its own.
+    let good = log_in_full(&gateway, sessions.len()).await;
+    let delivered = start_page(
+        &gateway,
+        &good,
+        Some(serde_json::json!({"callback_url": receiver.url("/ok")})),
+    )
+    .await;
+    assert_eq!(delivered.status, 202, "{}", delivered.text);
+
+    // While those callbacks hang, every session's pages and a fresh
+    // session's are answered: none waits for a callback.
+    let fresh = log_in_full(&gateway, sessions.len() + 1).await;
+    let (mut waiting_latencies, mut fresh_latencies) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        for (kind, _, cookie) in &sessions {
+            let (status, page, took) = timed_page(&gateway, cookie).await;
+            assert_eq!(
+                status, 200,
+                "round {round}: a page of a session whose callback {kind}"
+            );
+            assert!(page == "complete" || page == "partial", "{page}");
+            waiting_latencies.push(took);
+        }
+        for _ in 0..4 {
+            let (status, _, took) = timed_page(&gateway, &fresh).await;
+            assert_eq!(status, 200, "round {round}: a fresh session's page");
+            fresh_latencies.push(took);
+        }
+    }
+    println!(
+        "pages of sessions with callbacks pending: p50 {:.1} ms, p99 {:.1} ms ({}); of a fresh session: p50 {:.1} ms, p99 {:.1} ms ({})",
+        percentile(&mut waiting_latencies, 0.5),
+        percentile(&mut waiting_latencies, 0.99),
+        waiting_latencies.len(),
+        percentile(&mut fresh_latencies, 0.5),
+        percentile(&mut fresh_latencies, 0.99),
+        fresh_latencies.len(),
+    );
+
+    // The working receiver got its callback while the others hung.
+    let status = eventually(Duration::from_secs(20), || async {
+        let status = gateway.get(&location(&delivered), Some(&good)).await;
+        (status.body["callback"]["state"] == "delivered").then_some(status)
+    })
+    .await
+    .expect("the callback to a working receiver is delivered");
+    assert_eq!(status.body["callback"]["attempts"], 1);
+
+    // Every other callback is given up as documented: 5 s of retries, an
+    // attempt that has begun is let run to its 10 s timeout.
+    for (kind, status_url, cookie) in &pending {
+        let failed = eventually(Duration::from_secs(90), || async {
+            let status = gateway.get(status_url, Some(cookie)).await;
+            (status.body["callback"]["state"] == "failed").then_some(status)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the callback to a receiver that {kind} is given up"));
+        let error = failed.body["callback"]["last_error"]
+            .as_str()
+            .unwrap_or_default();
+        let expected = match *kind {
+            "refuses" => "could not connect",
+            _ => "timed out",
+        };
+        assert!(error.contains(expected), "{kind}: {}", failed.text);
+    }
 }

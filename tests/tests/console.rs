@@ -247,6 +247,7 @@ async fn a_dead_letter_is_counted_and_republished_only_when_confirmed() {
         headers: Default::default(),
         trace: Default::default(),
         payload: b"\xc3\x01 not a page request".to_vec(),
+        deadline_ms: None,
     };
     let (partition, offset) = producer.send(&garbage).await.unwrap();
     let letter = eventually(Duration::from_secs(30), || async {

@@ -140,6 +140,7 @@ async fn a_dead_letter_is_listed_with_its_origin_and_can_be_republished_to_it() 
         headers: Default::default(),
         trace: Default::default(),
         payload: b"\xc3\x01 truncated".to_vec(),
+        deadline_ms: None,
     };
     let (partition, offset) = producer.send(&garbage).await.unwrap();
     let from_aggregator = storefront::dlq::Selection {
@@ -328,6 +329,7 @@ async fn hostile_records_on_every_input_topic_are_dead_lettered_by_each_reader_a
                 headers: Default::default(),
                 trace: Default::default(),
                 payload,
+                deadline_ms: None,
             };
             let (partition, offset) = producer.send(&record).await.unwrap();
             for service in services {

@@ -1,8 +1,10 @@
 //! The consume driver against the real broker: each session's records are
 //! handled in the order Kafka delivered them while sessions run at once,
 //! and a member giving partitions up finishes what it started and commits
-//! it, so the next owner handles nothing twice. The stateful form gets
-//! each partition's records in order and is woken when it asked to be.
+//! it, so the next owner handles nothing twice. A member whose handlers
+//! are all blocked pauses and goes on polling, so it stays in its group.
+//! The stateful form gets each partition's records in order and is woken
+//! when it asked to be.
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 
@@ -15,8 +17,12 @@ use storefront_e2e::{
     eventually, fresh_namespace,
 };
 use storefront_runtime::{
-    consume::{GroupConsumer, StatefulDriver, StatefulHandler, PARTITIONS_ASSIGNED},
-    topics, KafkaSettings, Readiness,
+    consume::{
+        Driver, GroupConsumer, GroupContext, GroupListener, GroupOptions, StatefulDriver,
+        StatefulHandler, PARTITIONS_ASSIGNED,
+    },
+    topics, DeadLetters, EventProducer, HandlerError, Inbound, KafkaSettings, Outbound, Readiness,
+    RecordHandler, Telemetry,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -179,6 +185,107 @@ async fn a_member_giving_partitions_up_finishes_and_commits_what_it_started() {
     assert!(by_second > 0, "the second member got no partition");
     drop(seen);
     assert_each_session_handled_once_in_order(&recorder);
+}
+
+/// A member whose every record waits for a gate to open.
+struct Gated {
+    gate: tokio::sync::watch::Receiver<bool>,
+    member: Member,
+}
+
+impl RecordHandler for Gated {
+    async fn handle(&self, record: Inbound) -> Result<Vec<Outbound>, HandlerError> {
+        let mut gate = self.gate.clone();
+        let _ = gate.wait_for(|open| *open).await;
+        self.member.handle(record).await
+    }
+}
+
+/// Counts the partitions taken from a member.
+#[derive(Default)]
+struct Revokes(std::sync::atomic::AtomicUsize);
+
+impl GroupListener for Revokes {
+    fn revoking(&self, _: &BaseConsumer<GroupContext>, partitions: &TopicPartitionList) {
+        if partitions.count() > 0 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_handlers_are_all_blocked_past_the_poll_interval_stays_in_its_group() {
+    let (kafka, topic) = topic_with_steps(0..STEPS).await;
+    let recorder = Arc::new(Recorder::default());
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let handler = Gated {
+        gate,
+        member: Member::new("blocked", &recorder, 5),
+    };
+    let telemetry = Telemetry::local("driver-test");
+    let producer = EventProducer::new(&kafka, &telemetry).unwrap();
+    let dead_letters = DeadLetters::new(producer.clone(), kafka.topics().dead_letters);
+    let revokes = Arc::new(Revokes::default());
+    let ready = Readiness::new(&[PARTITIONS_ASSIGNED]);
+    // librdkafka's shortest allowed poll interval is the session timeout.
+    let poll_interval = Duration::from_millis(
+        storefront_runtime::consume::SESSION_TIMEOUT_MS
+            .parse()
+            .unwrap(),
+    );
+    let driver = Driver::new(
+        &kafka,
+        &telemetry,
+        &GroupOptions {
+            max_poll_interval_ms: Some(poll_interval.as_millis() as u32),
+            ..GroupOptions::at_least_once("blocked")
+        },
+        &[&topic],
+        2,
+        ready.clone(),
+        Some(revokes.clone()),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running =
+        tokio::spawn(driver.run(Arc::new(handler), producer, dead_letters, shutdown.clone()));
+    tokio::time::timeout(Duration::from_secs(30), ready.wait())
+        .await
+        .expect("the member is given partitions");
+
+    // Both slots are taken and blocked for one and a half poll intervals.
+    tokio::time::sleep(poll_interval * 3 / 2).await;
+    assert_eq!(recorder.handled(), 0, "the gate was shut");
+    assert_eq!(
+        revokes.0.load(Ordering::SeqCst),
+        0,
+        "the member lost its partitions while its handlers were blocked"
+    );
+    let members = {
+        let consumer: BaseConsumer = kafka.client_config("driver-test").create().unwrap();
+        let groups = consumer
+            .fetch_group_list(Some(&kafka.group("blocked")), Duration::from_secs(10))
+            .unwrap();
+        let group = &groups.groups()[0];
+        (group.state().to_owned(), group.members().len())
+    };
+    assert_eq!(
+        members,
+        ("Stable".to_owned(), 1),
+        "still one member of a stable group"
+    );
+
+    open.send(true).unwrap();
+    let all = handled_all(&recorder, Duration::from_secs(60)).await;
+    let revoked = revokes.0.load(Ordering::SeqCst);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert!(all, "handled {} records", recorder.handled());
+    assert_each_session_handled_once_in_order(&recorder);
+    assert_eq!(
+        revoked, 0,
+        "partitions changed hands while the member worked"
+    );
 }
 
 /// A stateful handler: gathers records and, 100 ms after the first of a

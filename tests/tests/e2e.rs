@@ -367,6 +367,7 @@ async fn an_undecodable_record_goes_to_dead_letters_and_the_flow_goes_on() {
         headers: Default::default(),
         trace: Default::default(),
         payload: b"\xc3\x01 definitely not avro".to_vec(),
+        deadline_ms: None,
     };
     let (partition, offset) = producer.send(&garbage).await.unwrap();
 
@@ -597,4 +598,23 @@ async fn login_attempts_past_the_per_user_limit_get_429_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
+}
+
+/// Ready means ready: on a stack started afresh, a login made the moment
+/// every service says it is ready is answered like any other (not a 504
+/// because a consumer had partitions but no position yet), start after
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_the_moment_every_service_is_ready_is_answered_like_any_other() {
+    for start in 0..4 {
+        let test = TestStack::start(&Service::ALL, 1_000).await;
+        let reply = test.gateway().login(DEMO_USERNAME, DEMO_PASSWORD).await;
+        assert_eq!(reply.status, 200, "start {start}: {}", reply.text);
+        assert_eq!(
+            reply.body["status"], "complete",
+            "start {start}: {}",
+            reply.text
+        );
+        test.stack.stop().await;
+    }
 }

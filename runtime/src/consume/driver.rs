@@ -21,10 +21,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use super::{
-    group::{self, partitions_of, Commits, GroupContext, GroupListener, GroupOptions},
+    group::{self, partitions_of, Commits, GroupContext, GroupListener, GroupOptions, Pause},
     keyed::{Keyed, Outcome, Taken},
 };
 use crate::{
+    retry::{retry, Failure, GaveUp, Policy, Until},
     trace, DeadLetters, EventProducer, Inbound, KafkaSettings, Outbound, Readiness, Result,
 };
 
@@ -49,7 +50,7 @@ pub trait RecordHandler: Send + Sync + 'static {
 }
 
 /// How long a revoke or a shutdown waits for the records being handled.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One consumer group member driving a [`RecordHandler`].
 pub struct Driver {
@@ -108,22 +109,44 @@ impl Driver {
             consumer: self.consumer.clone(),
             shutdown: shutdown.clone(),
         });
+        let mut pause = Pause::default();
         loop {
-            let slot = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            // At the bound the driver pauses its partitions and goes on
+            // polling, so the group keeps it as long as its handlers take.
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    pause.pause(self.consumer.as_ref());
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        slot = slots.clone().acquire_owned() => {
+                            Some(slot.expect("the semaphore is never closed"))
+                        }
+                        record = crate::next_record(&self.consumer, &shutdown) => {
+                            let Some(record) = record else { break };
+                            // Fetched before the pause, or from a partition
+                            // assigned since: taken over the bound, and the
+                            // assignment paused again.
+                            pause.pause(self.consumer.as_ref());
+                            self.take(&tasks, &work, Taken { record, _slot: None });
+                            continue;
+                        }
+                    }
+                }
             };
+            pause.resume(self.consumer.as_ref());
             let Some(record) = crate::next_record(&self.consumer, &shutdown).await else {
                 break;
             };
-            let taken = Taken {
-                record,
-                _slot: Some(slot),
-            };
-            if let Some(first) = self.schedule.lock().take(taken) {
-                tasks.spawn(work.clone().run_key(first));
-            }
+            self.take(
+                &tasks,
+                &work,
+                Taken {
+                    record,
+                    _slot: slot,
+                },
+            );
         }
         tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
@@ -139,6 +162,15 @@ impl Driver {
         drop(work);
         commit_and_close(self.consumer).await;
         Ok(())
+    }
+}
+
+impl Driver {
+    /// Queues `taken` behind its key, or starts its key's task.
+    fn take<H: RecordHandler>(&self, tasks: &TaskTracker, work: &Arc<Work<H>>, taken: Taken) {
+        if let Some(first) = self.schedule.lock().take(taken) {
+            tasks.spawn(work.clone().run_key(first));
+        }
     }
 }
 
@@ -188,44 +220,67 @@ impl<H: RecordHandler> Work<H> {
         outcome
     }
 
-    /// `(outcome, why it failed if it did)`.
+    /// `(outcome, why it failed if it did)`. A permanent failure (a bad
+    /// record, an output the broker refuses, a request whose deadline
+    /// passed before its output could be written) dead-letters the record;
+    /// a transient one is retried by the one retry policy until shutdown.
     async fn retry_until_handled(
         &self,
         record: &Inbound,
         picked_up_at: i64,
     ) -> (Outcome, Option<String>) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let failure = match self.handler.handle(record.clone()).await {
-                Ok(mut outputs) => {
-                    for output in &mut outputs {
-                        output.headers.picked_up_at_ms = Some(picked_up_at);
-                    }
-                    match self.producer.send_all(&outputs).await {
-                        Ok(()) => return (Outcome::Handled, None),
-                        Err(error) => error.to_string(),
-                    }
-                }
-                Err(HandlerError::Invalid(reason)) => {
-                    match self.dead_letters.send(record, &reason).await {
-                        Ok(()) => return (Outcome::Handled, Some(reason)),
-                        Err(error) => error.to_string(),
-                    }
-                }
-                Err(HandlerError::Transient(reason)) => reason,
+        let until = Until::shutdown(&self.shutdown);
+        let attempt = |_| async {
+            let mut outputs = match self.handler.handle(record.clone()).await {
+                Ok(outputs) => outputs,
+                Err(HandlerError::Invalid(reason)) => return Err(Failure::Permanent(reason)),
+                Err(HandlerError::Transient(reason)) => return Err(Failure::Transient(reason)),
             };
+            for output in &mut outputs {
+                output.headers.picked_up_at_ms = Some(picked_up_at);
+            }
+            let Err(error) = self.producer.send_all(&outputs).await else {
+                return Ok(());
+            };
+            let deadline = outputs.iter().filter_map(|o| o.deadline_ms).min();
+            if error.is_permanent() {
+                Err(Failure::Permanent(error.to_string()))
+            } else if deadline.is_some_and(|deadline| deadline <= now_ms()) {
+                Err(Failure::Permanent(format!(
+                    "the request's deadline passed before its output could be written: {error}"
+                )))
+            } else {
+                Err(Failure::Transient(error.to_string()))
+            }
+        };
+        let on_retry = |failure: &String, attempt: u32, wait: Duration| {
             self.producer
                 .telemetry()
                 .metrics()
                 .retries
                 .with_label_values(&[&record.topic])
                 .inc();
-            tracing::warn!(%failure, ?backoff, "retrying a record");
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return (Outcome::GivenUp, Some(failure)),
-                _ = tokio::time::sleep(backoff) => {}
+            tracing::warn!(%failure, attempt, ?wait, "retrying a record");
+        };
+        let reason = match retry(Policy::RECORD, &until, attempt, on_retry).await {
+            Ok(()) => return (Outcome::Handled, None),
+            Err(GaveUp::Permanent(reason)) => reason,
+            Err(GaveUp::Shutdown(reason) | GaveUp::Deadline(reason)) => {
+                return (Outcome::GivenUp, Some(reason))
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        };
+        let dead_letter = |_| async {
+            self.dead_letters
+                .send(record, &reason)
+                .await
+                .map_err(|error| Failure::Transient(error.to_string()))
+        };
+        let on_retry = |failure: &String, attempt: u32, wait: Duration| {
+            tracing::warn!(%failure, attempt, ?wait, "retrying a dead letter");
+        };
+        match retry(Policy::RECORD, &until, dead_letter, on_retry).await {
+            Ok(()) => (Outcome::Handled, Some(reason)),
+            Err(_) => (Outcome::GivenUp, Some(reason)),
         }
     }
 }

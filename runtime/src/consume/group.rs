@@ -4,7 +4,7 @@
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
-    Arc,
+    Arc, Mutex,
 };
 
 use rdkafka::{
@@ -15,7 +15,10 @@ use rdkafka::{
 
 use crate::{error::KafkaContext, metrics::Metrics, KafkaSettings, Readiness, Result, Telemetry};
 
-/// The readiness condition a group consumer meets once it owns partitions.
+/// The readiness condition a group consumer meets once it owns partitions
+/// and knows where to fetch each of them from (librdkafka's fetch state is
+/// `active`): from then on a record written to them is taken at once, not
+/// after the committed offsets or the log's end were looked up.
 pub const PARTITIONS_ASSIGNED: &str = "partitions assigned";
 
 /// How long a group waits for a member that stopped heartbeating (killed,
@@ -59,6 +62,11 @@ pub struct GroupOptions {
     /// A static member's name (`group.instance.id`): unique in the group,
     /// kept across restarts.
     pub instance_id: Option<String>,
+    /// librdkafka's `max.poll.interval.ms` (300 s by default): a member that
+    /// stops polling that long leaves the group. The drivers poll while
+    /// their handlers are busy (they pause instead), so only a wedged
+    /// driver meets it.
+    pub max_poll_interval_ms: Option<u32>,
 }
 
 impl GroupOptions {
@@ -72,6 +80,7 @@ impl GroupOptions {
                 .parse()
                 .expect("a number"),
             instance_id: None,
+            max_poll_interval_ms: None,
         }
     }
 }
@@ -89,14 +98,16 @@ pub trait GroupListener: Send + Sync + 'static {
     fn statistics(&self, _statistics: &Statistics) {}
 }
 
-/// Marks [`PARTITIONS_ASSIGNED`] at the first assignment, reports consumer
-/// lag, and tells its listeners, in order.
+/// Marks [`PARTITIONS_ASSIGNED`] once the first assignment's partitions
+/// are all fetching, reports consumer lag, and tells its listeners, in order.
 pub struct GroupContext {
     readiness: Readiness,
     service: &'static str,
     metrics: Metrics,
     assignments: AtomicU64,
     listeners: Vec<Arc<dyn GroupListener>>,
+    /// The first assignment's partitions, until all of them are fetching.
+    awaiting_positions: Mutex<Option<Vec<(String, i32)>>>,
 }
 
 impl GroupContext {
@@ -107,8 +118,38 @@ impl GroupContext {
     }
 }
 
+impl GroupContext {
+    /// Ready once every partition awaited is fetching (its position known).
+    fn check_positions(&self, statistics: &Statistics) {
+        let mut awaiting = self
+            .awaiting_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(partitions) = awaiting.as_ref() else {
+            return;
+        };
+        let fetching = |(topic, partition): &(String, i32)| {
+            statistics
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(partition))
+                .is_some_and(|p| p.fetch_state == "active")
+        };
+        if partitions.iter().all(fetching) {
+            tracing::info!(
+                service = self.service,
+                partitions = partitions.len(),
+                "every assigned partition is fetching"
+            );
+            *awaiting = None;
+            self.readiness.done(PARTITIONS_ASSIGNED);
+        }
+    }
+}
+
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
+        self.check_positions(&statistics);
         self.metrics.record_consumer_lag(&statistics);
         for listener in &self.listeners {
             listener.statistics(&statistics);
@@ -136,8 +177,17 @@ impl ConsumerContext for GroupContext {
                     assigned = partitions.count(),
                     "partitions assigned"
                 );
-                self.assignments.fetch_add(1, Ordering::SeqCst);
-                self.readiness.done(PARTITIONS_ASSIGNED);
+                if self.assignments.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let partitions = partitions_of(partitions);
+                    if partitions.is_empty() {
+                        self.readiness.done(PARTITIONS_ASSIGNED);
+                    } else {
+                        *self
+                            .awaiting_positions
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(partitions);
+                    }
+                }
             }
             Rebalance::Revoke(partitions) => {
                 tracing::info!(
@@ -177,6 +227,9 @@ pub(super) fn group_consumer(
     if let Some(instance) = &options.instance_id {
         config.set("group.instance.id", instance);
     }
+    if let Some(interval) = options.max_poll_interval_ms {
+        config.set("max.poll.interval.ms", interval.to_string());
+    }
     let consumer: StreamConsumer<GroupContext> = config
         .set("group.id", settings.group(&options.group))
         .set("enable.auto.commit", auto_commit)
@@ -187,7 +240,7 @@ pub(super) fn group_consumer(
         .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
-        // Backpressure: the driver stops taking records at its bound, and
+        // Backpressure: the driver pauses its partitions at its bound, and
         // librdkafka stops fetching once this much is queued.
         .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES)
         .set(
@@ -200,6 +253,7 @@ pub(super) fn group_consumer(
             metrics: telemetry.metrics().clone(),
             assignments: AtomicU64::new(0),
             listeners,
+            awaiting_positions: Mutex::default(),
         })
         .context("create a group consumer")?;
     consumer.subscribe(topics).context("subscribe")?;
@@ -212,4 +266,51 @@ pub(crate) fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect()
+}
+
+/// Backpressure without silence: a driver at its bound pauses the
+/// partitions it owns (librdkafka stops fetching them and drops what it
+/// prefetched; resuming fetches again from the next record not yet taken)
+/// and goes on polling, so heartbeats, rebalances and revokes go on and
+/// `max.poll.interval.ms` is never reached while handlers are busy.
+#[derive(Debug, Default)]
+pub(crate) struct Pause {
+    paused: bool,
+}
+
+impl Pause {
+    /// Pauses every partition assigned now. Called again when a record
+    /// arrives while paused: it was fetched before the pause, or its
+    /// partition was assigned since (a new assignment starts unpaused).
+    pub(crate) fn pause<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        consumer: &impl rdkafka::consumer::Consumer<C>,
+    ) {
+        match consumer.assignment().and_then(|a| consumer.pause(&a)) {
+            Ok(()) => {
+                if !self.paused {
+                    tracing::debug!("at the bound of records in flight: partitions paused");
+                }
+                self.paused = true;
+            }
+            Err(error) => tracing::warn!(%error, "could not pause the partitions"),
+        }
+    }
+
+    /// Resumes what was paused, once there is room again.
+    pub(crate) fn resume<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        consumer: &impl rdkafka::consumer::Consumer<C>,
+    ) {
+        if !self.paused {
+            return;
+        }
+        match consumer.assignment().and_then(|a| consumer.resume(&a)) {
+            Ok(()) => {
+                tracing::debug!("room for records again: partitions resumed");
+                self.paused = false;
+            }
+            Err(error) => tracing::warn!(%error, "could not resume the partitions"),
+        }
+    }
 }
