@@ -245,7 +245,7 @@ mod tests {
         )
         .await;
         assert_eq!(result, Err(GaveUp::Deadline("broker away")));
-        assert!(attempts >= 1 && attempts <= 3, "{attempts} attempts");
+        assert!((1..=3).contains(&attempts), "{attempts} attempts");
         assert!(started.elapsed() <= Duration::from_millis(250));
     }
 

@@ -648,32 +648,37 @@ async fn no_page_waits_on_callbacks_to_receivers_that_hang_answer_late_or_refuse
     // While those callbacks hang, every session's pages and a fresh
     // session's are answered: none waits for a callback.
     let fresh = log_in_full(&gateway, sessions.len() + 1).await;
-    let (mut waiting_latencies, mut fresh_latencies) = (Vec::new(), Vec::new());
-    for round in 0..3 {
+    let (mut waiting, mut fresh_pages) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
         for (kind, _, cookie) in &sessions {
-            let (status, page, took) = timed_page(&gateway, cookie).await;
-            assert_eq!(
-                status, 200,
-                "round {round}: a page of a session whose callback {kind}"
-            );
-            assert!(page == "complete" || page == "partial", "{page}");
-            waiting_latencies.push(took);
+            waiting.push((*kind, timed_page(&gateway, cookie).await));
         }
         for _ in 0..4 {
-            let (status, _, took) = timed_page(&gateway, &fresh).await;
-            assert_eq!(status, 200, "round {round}: a fresh session's page");
-            fresh_latencies.push(took);
+            fresh_pages.push(timed_page(&gateway, &fresh).await);
         }
     }
+    let summary = |pages: Vec<&(u16, String, Duration)>| {
+        let not_ok = pages.iter().filter(|(status, _, _)| *status != 200).count();
+        let mut latencies: Vec<Duration> = pages.iter().map(|(_, _, took)| *took).collect();
+        format!(
+            "{} pages, {not_ok} not 200, p50 {:.1} ms, p99 {:.1} ms",
+            latencies.len(),
+            percentile(&mut latencies, 0.5),
+            percentile(&mut latencies, 0.99)
+        )
+    };
     println!(
-        "pages of sessions with callbacks pending: p50 {:.1} ms, p99 {:.1} ms ({}); of a fresh session: p50 {:.1} ms, p99 {:.1} ms ({})",
-        percentile(&mut waiting_latencies, 0.5),
-        percentile(&mut waiting_latencies, 0.99),
-        waiting_latencies.len(),
-        percentile(&mut fresh_latencies, 0.5),
-        percentile(&mut fresh_latencies, 0.99),
-        fresh_latencies.len(),
+        "sessions with callbacks pending: {}; a fresh session: {}",
+        summary(waiting.iter().map(|(_, page)| page).collect()),
+        summary(fresh_pages.iter().collect()),
     );
+    for (kind, (status, page, _)) in &waiting {
+        assert_eq!(*status, 200, "a page of a session whose callback {kind}");
+        assert!(page == "complete" || page == "partial", "{page}");
+    }
+    for (status, _, _) in &fresh_pages {
+        assert_eq!(*status, 200, "a fresh session's page");
+    }
 
     // The working receiver got its callback while the others hung.
     let status = eventually(Duration::from_secs(20), || async {
