@@ -401,21 +401,27 @@ async fn replay_re_drives_a_time_range_in_its_own_namespace_and_reports_what_dif
         .concat(),
     ))
     .unwrap();
-    assert_eq!(report["same"], 2, "{report:#}");
-    assert_eq!(report["different"], 1, "{report:#}");
-    let different: Vec<&Value> = report["requests"]
+    // Recorded partial (ads-svc away), replayed complete: everything the
+    // recorded page showed, the replay shows alike, and it says it got ads.
+    assert_eq!(report["same"], 3, "{report:#}");
+    assert_eq!(report["different"], 0, "{report:#}");
+    assert_eq!(report["timing"], 0, "{report:#}");
+    assert!(report["copy_ready_ms"].as_u64().is_some(), "{report:#}");
+    let partial_report = report["requests"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| !r["differences"].as_array().unwrap().is_empty())
-        .collect();
-    assert_eq!(different[0]["request_id"], partial_id.as_str());
-    let differences = different[0]["differences"].to_string();
+        .find(|r| r["request_id"] == partial_id.as_str())
+        .expect("the partial page was replayed");
+    assert_eq!(partial_report["verdict"], "same");
+    assert_eq!(partial_report["recorded"]["status"], "partial");
+    assert_eq!(partial_report["replayed"]["status"], "complete");
     assert!(
-        differences.contains(r#"status: recorded \"partial\", replayed \"complete\""#),
-        "{differences}"
+        partial_report["notes"]
+            .to_string()
+            .contains("the replay also has ads"),
+        "{partial_report}"
     );
-    assert!(differences.contains("ads: recorded []"), "{differences}");
 
     // The same as text, into another namespace.
     let into_text = format!("{}replay-text.", kafka.topic_prefix);
@@ -431,13 +437,20 @@ async fn replay_re_drives_a_time_range_in_its_own_namespace_and_reports_what_dif
             &into_text,
             "--user-svc-secret-key",
             &key,
+            "--budget-scale",
+            "2",
         ],
     );
     println!("{text}");
     assert!(
-        text.contains("same: 2  different: 1  no recorded page: 0  no replayed page: 0"),
+        text.contains("same: 3  timing: 0  different: 0  no recorded page: 0  no replayed page: 0"),
         "{text}"
     );
+    assert!(
+        text.contains("2 times its recorded time budget (budget scale 2)"),
+        "{text}"
+    );
+    assert!(text.contains("The copy was ready in "), "{text}");
     assert!(text.contains(&format!("page {partial_id}")), "{text}");
 
     // The replay wrote into its namespace only, and refuses to run into it again.
@@ -534,4 +547,167 @@ async fn check_seek_by_time(kafka: &KafkaSettings) {
 #[tokio::test]
 async fn seeking_by_time_finds_the_earliest_record_at_or_after_it() {
     check_seek_by_time(&fresh_namespace()).await;
+}
+
+/// The replay of one recorded range, in-process, into `into`.
+async fn replay_once(
+    kafka: &KafkaSettings,
+    from: i64,
+    to: i64,
+    into: &str,
+    key: &storefront_schemas::UnsealKey,
+) -> storefront::replay::Report {
+    let args = storefront::replay::ReplayArgs {
+        from,
+        to,
+        into: into.to_owned(),
+        dry_run: false,
+        max_requests: storefront::replay::DEFAULT_MAX_REQUESTS,
+        rate: storefront::replay::DEFAULT_RATE,
+        budget_scale: storefront::replay::DEFAULT_BUDGET_SCALE,
+        with_logins: false,
+        json: true,
+    };
+    let plan = {
+        let kafka = kafka.clone();
+        tokio::task::spawn_blocking(move || storefront::replay::plan(&kafka, &args))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    storefront::replay::run(kafka, plan, key.clone())
+        .await
+        .unwrap()
+}
+
+/// A replay is deterministic on an unchanged workflow: the same recorded
+/// range (a rejected login, logins, page views, a logout, a partial page)
+/// replayed ten times into ten namespaces gets the same verdict every
+/// time, every page `same`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_range_replayed_ten_times_gets_the_same_verdict_every_time() {
+    let mut test = TestStack::start(&Service::ALL, 1_500).await;
+    let gateway = test.gateway();
+    let kafka = test.config.kafka.clone();
+    let (first, second) = (&test.dataset.logins[8], &test.dataset.logins[9]);
+    let from = now_ms();
+    let wrong = gateway.login(&first.0, "not-the-password").await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    let (cookie, _) = log_in(&gateway, first).await;
+    for _ in 0..2 {
+        let page = gateway.get("/api/page", Some(&cookie)).await;
+        assert_eq!(page.body["status"], "complete", "{}", page.text);
+    }
+    let logout = gateway.post_with_cookie("/api/logout", &cookie).await;
+    assert!(logout.status < 300, "{}", logout.text);
+    let (other, _) = log_in(&gateway, second).await;
+    let page = gateway.get("/api/page", Some(&other)).await;
+    assert_eq!(page.body["status"], "complete", "{}", page.text);
+    test.stack.stop_service("ads-svc").await;
+    let partial = gateway.get("/api/page", Some(&other)).await;
+    assert_eq!(partial.body["status"], "partial", "{}", partial.text);
+    let to = now_ms() + 1;
+
+    let key = test.config.unseal_key.clone();
+    let mut verdicts = Vec::new();
+    for run in 0..10 {
+        let into = format!("{}replay-{run}.", kafka.topic_prefix);
+        let report = replay_once(&kafka, from, to, &into, &key).await;
+        println!(
+            "run {run}: copy ready in {} ms, same {} timing {} different {}",
+            report.copy_ready_ms, report.same, report.timing, report.different
+        );
+        let of_run: Vec<(String, String)> = report
+            .requests
+            .iter()
+            .map(|r| (r.request_id.clone(), format!("{:?}", r.verdict)))
+            .collect();
+        assert_eq!(of_run.len(), 8, "{of_run:?}");
+        for request in &report.requests {
+            assert_eq!(
+                format!("{:?}", request.verdict),
+                "Same",
+                "run {run}: {} {}: {:?} {:?}",
+                request.kind,
+                request.request_id,
+                request.differences,
+                request.timing
+            );
+        }
+        verdicts.push(of_run);
+    }
+    assert!(verdicts.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// What cannot be replayed is said before anything runs: a range with no
+/// request, and one holding pages of a session whose login is before it
+/// and that the copy would not know (unless `--with-logins` widens it).
+#[tokio::test]
+async fn a_range_with_no_request_or_with_sessions_the_copy_never_saw_is_refused_before_anything_runs(
+) {
+    let stack = shared();
+    let kafka = stack.kafka().clone();
+    let gateway = stack.gateway();
+
+    let empty = storefront(&kafka)
+        .args([
+            "replay",
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--to",
+            "2020-01-01T00:01:00Z",
+        ])
+        .args([
+            "--into",
+            &format!("{}replay-empty.", kafka.topic_prefix),
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert!(!empty.status.success());
+    let said = String::from_utf8_lossy(&empty.stderr);
+    assert!(said.contains("no page request was recorded"), "{said}");
+
+    // The range starts between the login and the session it opened: the
+    // copy would start without that session.
+    let (cookie, login) = log_in(&gateway, &stack.dataset.logins[10]).await;
+    let login_id = login["request_id"].as_str().unwrap().to_owned();
+    let page = gateway.get("/api/page", Some(&cookie)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let requested = storefront_e2e::read_topic(&kafka, &kafka.topics().page_requested).await;
+    let login_at = requested
+        .iter()
+        .find(|r| r.headers.request_id.map(|id| id.to_string()) == Some(login_id.clone()))
+        .and_then(|r| r.timestamp_ms)
+        .expect("the login's record");
+    let (from, to) = ((login_at + 1).to_string(), (now_ms() + 1).to_string());
+    let into = format!("{}replay-outside.", kafka.topic_prefix);
+    let range = [
+        "replay",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--into",
+        &into,
+        "--dry-run",
+    ];
+    let refused = storefront(&kafka).args(range).output().unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("whose login was before it"), "{said}");
+    assert!(said.contains("--with-logins"), "{said}");
+
+    let widened = storefront(&kafka)
+        .args(range)
+        .arg("--with-logins")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&widened.stderr);
+    assert!(widened.status.success(), "{said}");
+    assert!(said.contains("widened back to the logins of"), "{said}");
+    assert!(
+        !said.contains(" 0 logins"),
+        "the login is in the widened range: {said}"
+    );
 }

@@ -5,7 +5,8 @@
 // view shows the services' groups and the charts; the topics view lists the
 // namespace's topics and reads one's records with its secrets redacted, and
 // shows the console's refusal of a topic there is not; a replay's dry run
-// says what it would do, and a replay into the live namespace is refused.
+// says what it would do (with the budget scale it would use), and a replay
+// into the live namespace is refused.
 //
 // Environment (tests/tests/console.rs passes it):
 //   CONSOLE_URL, CONSOLE_TOKEN     the console and its operator token
@@ -144,9 +145,11 @@ await run('console', async (browser) => {
 
   await step('a replay dry run says what it would do', async () => {
     await page.fill('#replay-into', replayInto);
+    await page.fill('#replay-budget-scale', '2');
     await page.click('#replay-plan');
     await waitForText(page, '#replay-plan-result', replayInto);
     await waitForText(page, '#replay-plan-result', /Replay \d+ of the \d+ requests/);
+    await waitForText(page, '#replay-plan-result', /budget scale 2/);
     assert(!(await page.locator('#replay-run').isDisabled()), 'the dry run enables the run');
     await screenshot(page, 'replay-dry-run');
   });

@@ -339,9 +339,16 @@ async fn a_replay_runs_from_its_dry_run_to_a_per_page_diff_and_never_into_the_li
     );
 
     let into = format!("{}replay-1.", stack.kafka.topic_prefix);
-    let request = json!({"from": from, "to": to, "into": into, "max_requests": 10, "rate": 50});
+    let request = json!({"from": from, "to": to, "into": into, "max_requests": 10, "rate": 50, "budget_scale": 2});
     let (status, dry_run) = api.post("/api/replays/plan", request.clone()).await;
     assert_eq!(status, 200, "{dry_run}");
+    assert!(
+        dry_run["description"]
+            .as_str()
+            .unwrap()
+            .contains("budget scale 2"),
+        "{dry_run}"
+    );
     assert!(dry_run["plan"]["found"].as_u64().unwrap() >= 1, "{dry_run}");
     assert!(dry_run["description"].as_str().unwrap().contains(&into));
     let reader = PartitionReader::new(&stack.kafka, "console-test").unwrap();
@@ -380,8 +387,11 @@ async fn a_replay_runs_from_its_dry_run_to_a_per_page_diff_and_never_into_the_li
         .find(|r| r["request_id"] == login_id)
         .expect("the login was replayed");
     assert_eq!(replayed["kind"], "login");
+    assert_eq!(replayed["verdict"], "same", "{replayed}");
     assert_eq!(replayed["differences"], json!([]), "{replayed}");
     assert!(report["same"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["plan"]["budget_scale"], 2.0, "{report}");
+    assert!(report["copy_ready_ms"].as_u64().is_some(), "{report}");
 }
 
 /// The page itself, in Chromium: `tests/browser/console.mjs`, with

@@ -79,6 +79,10 @@ pub(super) struct ReplayBody {
     #[serde(default)]
     rate: Option<f64>,
     #[serde(default)]
+    budget_scale: Option<f64>,
+    #[serde(default)]
+    with_logins: bool,
+    #[serde(default)]
     confirm: bool,
 }
 
@@ -107,6 +111,8 @@ impl ReplayBody {
             dry_run,
             max_requests: self.max_requests.unwrap_or(replay::DEFAULT_MAX_REQUESTS),
             rate: self.rate.unwrap_or(replay::DEFAULT_RATE),
+            budget_scale: self.budget_scale.unwrap_or(replay::DEFAULT_BUDGET_SCALE),
+            with_logins: self.with_logins,
             json: true,
         })
     }

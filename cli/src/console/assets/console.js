@@ -1710,6 +1710,8 @@
       into: $('replay-into').value.trim(),
       max_requests: $('replay-max').value.trim(),
       rate: $('replay-rate').value.trim(),
+      budget_scale: $('replay-budget-scale').value.trim(),
+      with_logins: $('replay-with-logins').checked,
     };
   }
 
@@ -1717,6 +1719,8 @@
     const body = { from: form.from, to: form.to || 'now', into: form.into };
     if (form.max_requests !== '') body.max_requests = Number(form.max_requests);
     if (form.rate !== '') body.rate = Number(form.rate);
+    if (form.budget_scale !== '') body.budget_scale = Number(form.budget_scale);
+    if (form.with_logins) body.with_logins = true;
     return body;
   }
 
@@ -1772,7 +1776,7 @@
     const count = plan.requests != null ? plan.requests : (plan.found != null ? Math.min(plan.found, body.max_requests || plan.found) : null);
     const question = `Run this replay?\n\n` +
       `${count != null ? plural(count, 'request') : 'The requests'} recorded from ${fmtTime(plan.from_ms)} to ${fmtTime(plan.to_ms)} ` +
-      `will be sent into namespace "${form.into}" at ${body.rate || 20} per second, with its own copy of the services. ` +
+      `will be sent into namespace "${form.into}" at ${body.rate || 20} per second, each with ${body.budget_scale || 1} times its recorded budget, with its own copy of the services. ` +
       `Nothing is written to the live namespace.`;
     if (!window.confirm(question)) return;
     clearError('replay-error');
@@ -1871,6 +1875,7 @@
   function renderReport(report) {
     const counts = [
       ['replay-same', 'same', report.same, false],
+      ['replay-timing', 'timing', report.timing, true],
       ['replay-different', 'different', report.different, true],
       ['replay-no-recorded', 'no recorded page', report.no_recorded_page, true],
       ['replay-no-replayed', 'no replayed page', report.no_replayed_page, true],
@@ -1879,26 +1884,31 @@
       el('div', { class: 'stat' + (warn && n > 0 ? ' warn' : ''), id, 'data-testid': id, dataset: { count: String(n == null ? '' : n) } },
         el('span', { class: 'n', text: fmtInt(n) }), el('span', { class: 'l', text: label }))));
     const requests = Array.isArray(report.requests) ? report.requests : [];
+    const list = (v) => (Array.isArray(v) ? v.map(String) : []);
     const rows = [];
     for (const r of requests) {
-      let outcome = 'different';
-      let lines = Array.isArray(r.differences) ? r.differences.map(String) : [];
-      if (!r.recorded) {
-        outcome = 'no_recorded_page';
-        lines = ['no recorded page to compare with'];
-      } else if (!r.replayed) {
-        outcome = 'no_replayed_page';
-        lines = ['no page came back from the replay'];
-      }
+      const verdict = String(r.verdict || 'different');
+      let lines;
+      if (verdict === 'no_recorded_page') lines = ['no recorded page to compare with'];
+      else if (verdict === 'no_replayed_page') lines = ['no page came back from the replay'];
+      else if (verdict === 'timing') lines = list(r.timing).map((t) => 'timing: ' + t);
+      else if (verdict === 'different') lines = list(r.differences);
+      else lines = [];
       if (!lines.length) continue;
-      rows.push(el('tr', { dataset: { requestId: String(r.request_id), outcome } },
+      lines = lines.concat(list(r.notes));
+      rows.push(el('tr', { dataset: { requestId: String(r.request_id), outcome: verdict } },
         el('td', null, el('a', { class: 'mono', href: '#request/' + encodeURIComponent(r.request_id), text: r.request_id, title: 'the recorded request\'s timeline' })),
         el('td', { text: r.kind }),
         el('td', { class: 'mono', title: r.session_id || '', text: shortId(r.session_id) }),
+        el('td', { text: verdict.replace(/_/g, ' ') }),
         el('td', null, el('ul', null, lines.map((line) => el('li', { text: line }))))));
     }
     $('replay-diff').tBodies[0].replaceChildren(...rows);
     $('replay-diff-none').hidden = rows.length > 0;
+    const plan = report.plan || {};
+    const ready = Number.isFinite(report.copy_ready_ms) ? `The copy was ready in ${fmtInt(report.copy_ready_ms)} ms` : 'The copy started';
+    setText('replay-copy', `${ready}; each request had ${plan.budget_scale || 1} times its recorded time budget.` +
+      (report.timing > 0 ? ' Timing differences: the copy answered later than the recording and nothing else differs; a larger budget scale gives it more time.' : ''));
     $('replay-report').hidden = false;
   }
 
