@@ -25,8 +25,14 @@ const MIN_JAVA: u32 = 17;
 /// two-core machine; it usually takes a few seconds.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// How long a node may take to shut down cleanly before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node (or every node of a cluster, together) may take to shut
+/// down cleanly before it is killed. A node that lost its quorum waits for
+/// it for ever, so stopping must not wait for more than this.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a node's watchdog waits, once our end of its stdin closed
+/// (this process ended, however), between SIGTERM and SIGKILL.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(25);
 
 /// The Apache Kafka version the storefront runs (from `kafka/pom.xml`).
 pub fn kafka_version() -> &'static str {
@@ -401,14 +407,17 @@ impl Cluster {
         self.shutdown();
     }
 
+    /// SIGTERM to every node at once (their watchdogs send it when their
+    /// stdin closes), then one deadline for all of them, then SIGKILL.
     fn shutdown(&mut self) {
         for node in &mut self.nodes {
             if let Some(process) = &mut node.process {
                 process.stdin.take();
             }
         }
+        let deadline = Instant::now() + STOP_TIMEOUT;
         for node in &mut self.nodes {
-            node.stop();
+            node.stop_by(deadline);
         }
     }
 }
@@ -554,12 +563,16 @@ log.cleaner.dedupe.buffer.size=16777216
     }
 
     fn stop(&mut self) {
+        self.stop_by(Instant::now() + STOP_TIMEOUT);
+    }
+
+    /// SIGTERM (through its watchdog), then SIGKILL if it still runs at `deadline`.
+    fn stop_by(&mut self, deadline: Instant) {
         let pid = self.pid();
         let Some(mut process) = self.process.take() else {
             return;
         };
         process.stdin.take();
-        let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = process.child.try_wait() {
                 return;
@@ -575,15 +588,27 @@ log.cleaner.dedupe.buffer.size=16777216
 }
 
 impl NodeProcess {
-    /// Starts `command` under a watchdog shell that stops it (SIGTERM) when
-    /// our end of its stdin closes, which also happens when this process
-    /// dies, so a node is never left orphaned.
+    /// Starts `command` under a watchdog shell that stops it when our end of
+    /// its stdin closes, which also happens when this process dies, so a
+    /// node is never left orphaned: SIGTERM, and SIGKILL if it still runs
+    /// after `WATCHDOG_GRACE` (a node without its quorum never exits).
     fn spawn(command: Command, log: std::fs::File) -> anyhow::Result<Self> {
+        Self::spawn_with_grace(command, log, WATCHDOG_GRACE)
+    }
+
+    fn spawn_with_grace(
+        command: Command,
+        log: std::fs::File,
+        grace: Duration,
+    ) -> anyhow::Result<Self> {
         // (A background list reads /dev/null unless told otherwise: hence fd 3.)
-        let watchdog = r#"exec 3<&0; "$0" "$@" </dev/null & node=$!; (cat <&3 >/dev/null; kill -TERM $node 2>/dev/null) & wait $node"#;
+        let checks = (grace.as_millis() / 500).max(1);
+        let watchdog = format!(
+            r#"exec 3<&0; "$0" "$@" </dev/null & node=$!; (cat <&3 >/dev/null; kill -TERM $node 2>/dev/null; i=0; while kill -0 $node 2>/dev/null && [ $i -lt {checks} ]; do sleep 0.5; i=$((i+1)); done; kill -KILL $node 2>/dev/null) & wait $node"#
+        );
         let mut shell = Command::new("sh");
         shell
-            .args(["-c", watchdog])
+            .args(["-c", watchdog.as_str()])
             .arg(command.get_program())
             .args(command.get_args())
             .stdin(Stdio::piped())
@@ -703,6 +728,34 @@ mod tests {
             version.split('.').count() == 3 && version.split('.').all(|p| p.parse::<u32>().is_ok()),
             "{version}"
         );
+    }
+
+    /// Whatever ends this process, its nodes end. A node that lost its
+    /// quorum does not exit after SIGTERM; a command that ignores SIGTERM
+    /// stands for it here.
+    #[test]
+    fn a_node_that_does_not_stop_on_sigterm_is_killed_once_its_parent_is_gone() {
+        let mut stubborn = Command::new("sh");
+        stubborn.args(["-c", "trap '' TERM; while :; do sleep 0.2; done"]);
+        let log = tempfile::tempfile().unwrap();
+        let mut process =
+            NodeProcess::spawn_with_grace(stubborn, log, Duration::from_secs(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(process.child.try_wait().unwrap().is_none(), "it runs");
+        // What the death of this process does: our end of the pipe closes.
+        process.stdin.take();
+        let gave_up_at = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = process.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > gave_up_at {
+                let _ = process.child.kill();
+                panic!("the watchdog did not end a node that ignores SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(!status.success(), "killed, not ended by itself: {status:?}");
     }
 
     #[test]
