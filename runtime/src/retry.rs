@@ -65,8 +65,9 @@ impl Policy {
     /// The producer's local queue was full: it empties in milliseconds.
     pub const QUEUE_FULL: Self = Self::new(Duration::from_millis(2), Duration::from_millis(50));
     /// A client call to the broker that failed (consumer errors, metadata,
-    /// a transaction to try again).
-    pub const BROKER: Self = Self::new(Duration::from_millis(50), Duration::from_secs(2));
+    /// a transaction to try again): at most 2 s between tries, jitter
+    /// included, so a broker that is back is used again within seconds.
+    pub const BROKER: Self = Self::new(Duration::from_millis(50), Duration::from_secs(1));
 
     pub const fn new(first: Duration, longest: Duration) -> Self {
         Self { first, longest }

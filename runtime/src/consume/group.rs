@@ -98,16 +98,18 @@ pub trait GroupListener: Send + Sync + 'static {
     fn statistics(&self, _statistics: &Statistics) {}
 }
 
-/// Marks [`PARTITIONS_ASSIGNED`] once the first assignment's partitions
-/// are all fetching, reports consumer lag, and tells its listeners, in order.
+/// Marks [`PARTITIONS_ASSIGNED`] once an assignment's partitions are all
+/// fetching, reports consumer lag, and tells its listeners, in order.
 pub struct GroupContext {
     readiness: Readiness,
     service: &'static str,
     metrics: Metrics,
     assignments: AtomicU64,
     listeners: Vec<Arc<dyn GroupListener>>,
-    /// The first assignment's partitions, until all of them are fetching.
+    /// The latest assignment's partitions, until all of them are fetching.
     awaiting_positions: Mutex<Option<Vec<(String, i32)>>>,
+    /// Every partition of an assignment was fetching once: ready.
+    positions_known: std::sync::atomic::AtomicBool,
 }
 
 impl GroupContext {
@@ -142,6 +144,7 @@ impl GroupContext {
                 "every assigned partition is fetching"
             );
             *awaiting = None;
+            self.positions_known.store(true, Ordering::SeqCst);
             self.readiness.done(PARTITIONS_ASSIGNED);
         }
     }
@@ -177,15 +180,21 @@ impl ConsumerContext for GroupContext {
                     assigned = partitions.count(),
                     "partitions assigned"
                 );
-                if self.assignments.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.assignments.fetch_add(1, Ordering::SeqCst);
+                // Until ready, the latest assignment is the one awaited (an
+                // earlier one may have been taken back before it fetched).
+                if !self.positions_known.load(Ordering::SeqCst) {
                     let partitions = partitions_of(partitions);
+                    let mut awaiting = self
+                        .awaiting_positions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     if partitions.is_empty() {
+                        *awaiting = None;
+                        self.positions_known.store(true, Ordering::SeqCst);
                         self.readiness.done(PARTITIONS_ASSIGNED);
                     } else {
-                        *self
-                            .awaiting_positions
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner()) = Some(partitions);
+                        *awaiting = Some(partitions);
                     }
                 }
             }
@@ -254,6 +263,7 @@ pub(super) fn group_consumer(
             assignments: AtomicU64::new(0),
             listeners,
             awaiting_positions: Mutex::default(),
+            positions_known: Default::default(),
         })
         .context("create a group consumer")?;
     consumer.subscribe(topics).context("subscribe")?;
