@@ -85,31 +85,24 @@ impl Inbound {
     }
 }
 
-/// The next record from `consumer`, riding out consumer errors with the
-/// broker retry policy; `None` once `shutdown` is cancelled.
+/// The next record from `consumer`; `None` once `shutdown` is cancelled.
+/// A consumer error is librdkafka's report of something it handles itself
+/// (a broker away, a connection refused: it reconnects with its own
+/// backoff), not an attempt of ours to retry: it is logged and polling
+/// goes on at once. Waiting here would leave the reports of an outage
+/// queued ahead of the records and rebalances that follow it.
 pub async fn next_record<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: &rdkafka::consumer::StreamConsumer<C>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Option<Inbound> {
-    use crate::retry::{retry, Failure, Policy, Until};
-    let attempt = |_| async {
-        tokio::select! {
-            _ = shutdown.cancelled() => Ok(None),
-            message = consumer.recv() => message
-                .map(|message| Some(Inbound::from_message(&message)))
-                .map_err(Failure::Transient),
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            message = consumer.recv() => message,
+        };
+        match message {
+            Ok(message) => return Some(Inbound::from_message(&message)),
+            Err(error) => tracing::warn!(%error, "consumer error"),
         }
-    };
-    let on_retry = |error: &rdkafka::error::KafkaError, attempt: u32, _| {
-        tracing::warn!(%error, attempt, "consumer error");
-    };
-    retry(
-        Policy::BROKER,
-        &Until::shutdown(shutdown),
-        attempt,
-        on_retry,
-    )
-    .await
-    .ok()
-    .flatten()
+    }
 }

@@ -21,7 +21,6 @@ use crate::{
     dead_letter::DeadLetters,
     error::KafkaContext,
     metrics::{LagReporter, STATISTICS_INTERVAL_MS},
-    retry::Policy,
     topics::partition_counts,
     Error, Inbound, KafkaSettings, Readiness, Result,
 };
@@ -157,8 +156,6 @@ impl<M: ReadModel> ReferenceReader<M> {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // Records folded since the last checkpoint.
         let mut unsaved = false;
-        // Waits after consumer errors, from the broker retry policy; reset by a record.
-        let mut errors = Policy::BROKER.waits();
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -173,17 +170,13 @@ impl<M: ReadModel> ReferenceReader<M> {
             };
             let record = match message {
                 Ok(message) => Inbound::from_message(&message),
+                // librdkafka's report of what it handles itself (see
+                // `next_record`): logged, and polling goes on at once.
                 Err(error) => {
-                    let wait = errors.next().unwrap_or(Policy::BROKER.longest);
-                    tracing::warn!(%error, ?wait, "reference reader error");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
+                    tracing::warn!(%error, "reference reader error");
                     continue;
                 }
             };
-            errors = Policy::BROKER.waits();
             let applied = self
                 .model
                 .write()
