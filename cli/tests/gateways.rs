@@ -3,7 +3,8 @@
 //! A request started on gateway A is followed on gateway B after A is
 //! killed with SIGKILL, its callback is delivered by the gateway that takes
 //! A's reply partitions over, and A serves it again once restarted. Then
-//! gateways join and leave under load and no reply or callback is lost.
+//! gateways join and leave under load and no reply or callback is lost. A
+//! gateway killed while its callback hangs has it delivered by the next.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -36,6 +37,27 @@ impl Received {
 async fn start_receiver() -> (SocketAddr, Received) {
     let received = Received::default();
     let app = Router::new()
+        // The first delivery of each webhook-id gets no answer, ever; later ones 204.
+        .route(
+            "/hang-first",
+            post(|State(r): State<Received>, headers: HeaderMap| async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let earlier = {
+                    let mut seen = r.0.lock().unwrap();
+                    let count = seen.entry(id).or_default();
+                    *count += 1;
+                    *count - 1
+                };
+                if earlier == 0 {
+                    std::future::pending::<()>().await;
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        )
         .route(
             "/hook",
             post(|State(r): State<Received>, headers: HeaderMap| async move {
@@ -397,17 +419,126 @@ async fn a_request_outlives_the_sigkill_of_its_gateway_and_gateways_join_and_lea
 }
 
 async fn until_callback_delivered(client: &reqwest::Client, url: &str, cookie: &str) -> Reply {
+    until_callback_delivered_within(client, url, cookie, Duration::from_secs(30)).await
+}
+
+async fn until_callback_delivered_within(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    within: Duration,
+) -> Reply {
     let started = Instant::now();
     loop {
         let reply = send(client.get(url).header("cookie", cookie)).await;
         if reply.body["callback"]["state"] == "delivered" {
             return reply;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            reply.body
-        );
+        assert!(started.elapsed() < within, "{}", reply.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// At least once across a gateway's death, mid-delivery: the only gateway
+/// is killed while its callback's first attempt hangs, and the gateway
+/// started after it delivers the callback (its group's offset was never
+/// committed past the undelivered reply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_in_flight_when_its_gateway_is_killed_is_delivered_by_the_next() {
+    let dir = storefront_e2e::scratch_dir("gateways-in-flight");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kafka = storefront_e2e::fresh_namespace();
+    seed::seed(&kafka, &SeedConfig::small()).await.unwrap();
+    let config = StackConfig::new(kafka.clone());
+    let backend = config
+        .start_all(
+            &[
+                Service::User,
+                Service::History,
+                Service::Ads,
+                Service::Aggregator,
+            ],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let (receiver, received) = start_receiver().await;
+    let env: Vec<(String, String)> = [
+        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone()),
+        ("STOREFRONT_TOPIC_PREFIX", kafka.topic_prefix.clone()),
+        (
+            "STOREFRONT_USER_SVC_PUBLIC_KEY",
+            config.unseal_key.seal_key().to_base64(),
+        ),
+        ("STOREFRONT_COOKIE_KEY", config.cookie_key.to_base64()),
+        (
+            "STOREFRONT_WEBHOOK_SECRET",
+            gateway::webhooks::WebhookSecret::generate().to_whsec(),
+        ),
+        ("STOREFRONT_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1".into()),
+        ("STOREFRONT_WEBHOOK_ALLOW_HTTP", "true".into()),
+        ("STOREFRONT_LOG_FORMAT", "json".into()),
+        ("RUST_LOG", "info,librdkafka=warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut a = GatewayProcess::spawn("only", &env, &dir);
+    a.wait_ready().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login =
+        serde_json::json!({"username": seed::DEMO_USERNAME, "password": seed::DEMO_PASSWORD});
+    let logged_in = send(client.post(a.url("/api/login")).json(&login)).await;
+    assert_eq!(logged_in.status, 200, "{}", logged_in.body);
+    let cookie = logged_in.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let accepted = send(
+        client
+            .post(a.url("/api/pages"))
+            .header("cookie", &cookie)
+            .header("prefer", "respond-async")
+            .json(&serde_json::json!({"callback_url": format!("http://{receiver}/hang-first")})),
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let request_id = accepted.body["request_id"].as_str().unwrap().to_owned();
+
+    // The first attempt reaches the receiver and hangs there; then A dies.
+    let started = Instant::now();
+    while received.count(&request_id) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the callback was never attempted; see {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.sigkill().await;
+
+    let mut b = GatewayProcess::spawn("next", &env, &dir);
+    b.wait_ready().await;
+    let delivered = until_callback_delivered_within(
+        &client,
+        &b.url(&accepted.location()),
+        &cookie,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(delivered.body["callback"]["state"], "delivered");
+    assert_eq!(
+        received.count(&request_id),
+        2,
+        "the hung attempt, then the next gateway's"
+    );
+    b.sigkill().await;
+    backend.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
