@@ -1,6 +1,6 @@
 //! The fault suite in its short form: `storefront chaos` with a fault every
 //! few seconds must lose and duplicate nothing. It runs the real binary,
-//! which starts its own broker (SQLite) and the five services as processes.
+//! which starts its own broker (one Apache Kafka node) and the five services as processes.
 
 use std::process::Command;
 
