@@ -3,6 +3,8 @@
 //! and a member giving partitions up finishes what it started and commits
 //! it, so the next owner handles nothing twice. A member whose handlers
 //! are all blocked pauses and goes on polling, so it stays in its group.
+//! The lanes driver keeps a lane that stalls from holding up the others,
+//! and decides at once what its backlog cannot take.
 //! The stateful form gets each partition's records in order and is woken
 //! when it asked to be.
 
@@ -18,8 +20,8 @@ use storefront_e2e::{
 };
 use storefront_runtime::{
     consume::{
-        Driver, GroupConsumer, GroupContext, GroupListener, GroupOptions, StatefulDriver,
-        StatefulHandler, PARTITIONS_ASSIGNED,
+        Driver, GroupConsumer, GroupContext, GroupListener, GroupOptions, LaneDriver, LaneHandler,
+        LaneLimits, LaneOutcome, StatefulDriver, StatefulHandler, PARTITIONS_ASSIGNED,
     },
     topics, DeadLetters, EventProducer, HandlerError, Inbound, KafkaSettings, Outbound, Readiness,
     RecordHandler, Telemetry,
@@ -285,6 +287,130 @@ async fn a_member_whose_handlers_are_all_blocked_past_the_poll_interval_stays_in
     assert_eq!(
         revoked, 0,
         "partitions changed hands while the member worked"
+    );
+}
+
+/// Records name their lane in their payload; lane `slow` waits for a gate.
+struct TwoLanes {
+    gate: tokio::sync::watch::Receiver<bool>,
+    done: std::sync::Mutex<Vec<String>>,
+    overflowed: std::sync::Mutex<Vec<String>>,
+}
+
+fn lane_of(record: &Inbound) -> String {
+    String::from_utf8_lossy(record.payload.as_deref().unwrap_or_default()).into_owned()
+}
+
+impl LaneHandler for TwoLanes {
+    fn lane(&self, record: &Inbound) -> Option<String> {
+        Some(lane_of(record))
+    }
+
+    async fn handle(&self, record: Inbound, stop: CancellationToken) -> LaneOutcome {
+        if lane_of(&record) == "slow" {
+            let mut gate = self.gate.clone();
+            tokio::select! {
+                _ = stop.cancelled() => return LaneOutcome::Stopped,
+                _ = gate.wait_for(|open| *open) => {}
+            }
+        }
+        self.done.lock().unwrap().push(lane_of(&record));
+        LaneOutcome::Done
+    }
+
+    async fn overflow(&self, record: Inbound, lane: String, _: CancellationToken) -> LaneOutcome {
+        assert_eq!(lane, lane_of(&record));
+        self.overflowed.lock().unwrap().push(lane);
+        LaneOutcome::Done
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_lane_holds_up_no_other_and_past_its_backlog_its_records_overflow() {
+    let kafka = fresh_namespace();
+    topics::ensure_topics(&kafka).await.unwrap();
+    let topic = kafka.topics().page_completed;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let handler = Arc::new(TwoLanes {
+        gate,
+        done: Default::default(),
+        overflowed: Default::default(),
+    });
+    let ready = Readiness::new(&[PARTITIONS_ASSIGNED]);
+    let driver = LaneDriver::new(
+        &kafka,
+        &Telemetry::local("driver-test"),
+        &GroupOptions::at_least_once("lanes"),
+        &[&topic],
+        LaneLimits {
+            per_lane: 1,
+            backlog_per_lane: 2,
+            max_taken: 100,
+        },
+        ready.clone(),
+        None,
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(driver.run(handler.clone(), shutdown.clone()));
+    tokio::time::timeout(Duration::from_secs(30), ready.wait())
+        .await
+        .expect("the member is given partitions");
+    // One at a time, so the slow lane's order of arrival is known.
+    let producer: rdkafka::producer::FutureProducer =
+        kafka.client_config("driver-test").create().unwrap();
+    for (i, lane) in [
+        "slow", "slow", "slow", "slow", "slow", "fast", "fast", "fast",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("k{i}");
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(lane),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    // The fast lane's records are done while the slow lane's first one is
+    // stuck; of the four behind it, two wait and two overflow at once.
+    let fast_done = eventually(Duration::from_secs(30), || async {
+        let done = handler.done.lock().unwrap().clone();
+        (done.len() >= 3).then_some(done)
+    })
+    .await
+    .expect("the fast lane is not held up");
+    assert_eq!(fast_done, ["fast", "fast", "fast"]);
+    let overflowed = eventually(Duration::from_secs(30), || async {
+        let overflowed = handler.overflowed.lock().unwrap().clone();
+        (overflowed.len() >= 2).then_some(overflowed)
+    })
+    .await
+    .expect("the slow lane's backlog overflows");
+    assert_eq!(overflowed, ["slow", "slow"]);
+
+    // Open: the one stuck and the two waiting are done; nothing else.
+    open.send(true).unwrap();
+    eventually(Duration::from_secs(30), || async {
+        (handler.done.lock().unwrap().len() >= 6).then_some(())
+    })
+    .await
+    .expect("the slow lane goes on once it can");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(handler.done.lock().unwrap().len(), 6);
+    assert_eq!(handler.overflowed.lock().unwrap().len(), 2);
+    let (committed, ends) = committed_and_ends(&kafka, &topic, "lanes");
+    assert_eq!(
+        committed.iter().filter(|&&c| c >= 0).sum::<i64>(),
+        ends.iter().sum::<i64>(),
+        "every record done is committed ({committed:?} of {ends:?})"
     );
 }
 
