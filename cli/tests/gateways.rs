@@ -175,6 +175,43 @@ impl Reply {
     fn location(&self) -> String {
         self.headers["location"].to_str().unwrap().to_owned()
     }
+
+    /// The session cookie it set, as a `Cookie` header sends it back.
+    fn cookie(&self) -> String {
+        let set_cookie = self.headers["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+}
+
+/// What a gateway process of `kafka`'s namespace is started with: the
+/// stack's keys, callbacks to 127.0.0.1 allowed, JSON logs, and `extra`.
+fn gateway_env(
+    kafka: &KafkaSettings,
+    config: &StackConfig,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone()),
+        ("STOREFRONT_TOPIC_PREFIX", kafka.topic_prefix.clone()),
+        (
+            "STOREFRONT_USER_SVC_PUBLIC_KEY",
+            config.unseal_key.seal_key().to_base64(),
+        ),
+        ("STOREFRONT_COOKIE_KEY", config.cookie_key.to_base64()),
+        (
+            "STOREFRONT_WEBHOOK_SECRET",
+            gateway::webhooks::WebhookSecret::generate().to_whsec(),
+        ),
+        ("STOREFRONT_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1".into()),
+        ("STOREFRONT_WEBHOOK_ALLOW_HTTP", "true".into()),
+        ("STOREFRONT_LOG_FORMAT", "json".into()),
+        ("RUST_LOG", "info,librdkafka=warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Reply {
@@ -234,27 +271,14 @@ async fn a_request_outlives_the_sigkill_of_its_gateway_and_gateways_join_and_lea
 
     let (receiver, received) = start_receiver().await;
     let callback_url = format!("http://{receiver}/hook");
-    let env: Vec<(String, String)> = [
-        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone()),
-        (
-            "STOREFRONT_USER_SVC_PUBLIC_KEY",
-            config.unseal_key.seal_key().to_base64(),
-        ),
-        ("STOREFRONT_COOKIE_KEY", config.cookie_key.to_base64()),
-        ("STOREFRONT_PAGE_DEADLINE_MS", "3000".into()),
-        ("STOREFRONT_SYNC_BUDGET_MS", "500".into()),
-        (
-            "STOREFRONT_WEBHOOK_SECRET",
-            gateway::webhooks::WebhookSecret::generate().to_whsec(),
-        ),
-        ("STOREFRONT_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1".into()),
-        ("STOREFRONT_WEBHOOK_ALLOW_HTTP", "true".into()),
-        ("STOREFRONT_LOG_FORMAT", "json".into()),
-        ("RUST_LOG", "info,librdkafka=warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = gateway_env(
+        &kafka,
+        &config,
+        &[
+            ("STOREFRONT_PAGE_DEADLINE_MS", "3000"),
+            ("STOREFRONT_SYNC_BUDGET_MS", "500"),
+        ],
+    );
     let mut a = GatewayProcess::spawn("a", &env, &dir);
     let mut b = GatewayProcess::spawn("b", &env, &dir);
     a.wait_ready().await;
@@ -278,13 +302,7 @@ async fn a_request_outlives_the_sigkill_of_its_gateway_and_gateways_join_and_lea
     )
     .await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
-    let cookie = accepted.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = accepted.cookie();
     let request_id = accepted.body["request_id"].as_str().unwrap().to_owned();
     a.sigkill().await;
 
@@ -463,26 +481,7 @@ async fn a_callback_in_flight_when_its_gateway_is_killed_is_delivered_by_the_nex
         .await
         .unwrap();
     let (receiver, received) = start_receiver().await;
-    let env: Vec<(String, String)> = [
-        ("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone()),
-        ("STOREFRONT_TOPIC_PREFIX", kafka.topic_prefix.clone()),
-        (
-            "STOREFRONT_USER_SVC_PUBLIC_KEY",
-            config.unseal_key.seal_key().to_base64(),
-        ),
-        ("STOREFRONT_COOKIE_KEY", config.cookie_key.to_base64()),
-        (
-            "STOREFRONT_WEBHOOK_SECRET",
-            gateway::webhooks::WebhookSecret::generate().to_whsec(),
-        ),
-        ("STOREFRONT_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1".into()),
-        ("STOREFRONT_WEBHOOK_ALLOW_HTTP", "true".into()),
-        ("STOREFRONT_LOG_FORMAT", "json".into()),
-        ("RUST_LOG", "info,librdkafka=warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = gateway_env(&kafka, &config, &[]);
     let mut a = GatewayProcess::spawn("only", &env, &dir);
     a.wait_ready().await;
     let client = reqwest::Client::builder()
@@ -493,13 +492,7 @@ async fn a_callback_in_flight_when_its_gateway_is_killed_is_delivered_by_the_nex
         serde_json::json!({"username": seed::DEMO_USERNAME, "password": seed::DEMO_PASSWORD});
     let logged_in = send(client.post(a.url("/api/login")).json(&login)).await;
     assert_eq!(logged_in.status, 200, "{}", logged_in.body);
-    let cookie = logged_in.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = logged_in.cookie();
     let accepted = send(
         client
             .post(a.url("/api/pages"))
