@@ -28,6 +28,7 @@ use storefront_runtime::{
     consume::{self, Commits, GroupConsumer, GroupOptions, StatefulDriver, StatefulHandler},
     health,
     offsets::OffsetTracker,
+    retry::{retry, Failure, GaveUp, Policy, Until},
     service::{self, PRODUCER_WARM},
     snapshot::{self, Since},
     topics, trace,
@@ -134,6 +135,7 @@ pub async fn start(
         last_commit: Instant::now(),
         settings: settings.kafka.clone(),
         loaded_generation: 0,
+        shutdown: shutdown.clone(),
     };
     tasks.spawn(driver.run(aggregator, shutdown.clone()));
     let router = health::router(readiness.clone());
@@ -202,6 +204,8 @@ struct Aggregator {
     settings: KafkaSettings,
     /// The assignment whose answered requests were last read back.
     loaded_generation: u64,
+    /// Ends the retries of a new producer.
+    shutdown: CancellationToken,
 }
 
 /// A page on its way out.
@@ -231,7 +235,7 @@ struct Committed {
 #[derive(Default)]
 struct Retry {
     not_before: Option<Instant>,
-    waits: Option<Box<dyn Iterator<Item = Duration> + Send>>,
+    waits: Option<Box<dyn Iterator<Item = Duration> + Send + Sync>>,
 }
 
 impl Retry {
@@ -247,6 +251,47 @@ impl Retry {
 
     fn after_success(&mut self) {
         *self = Self::default();
+    }
+}
+
+impl Aggregator {
+    /// A new transactional producer with this instance's id, its
+    /// transactions initialised (which aborts what the failed one left
+    /// open). Retried by the broker policy until shutdown: the coordinator
+    /// may still be loading or moving, and an aggregator without a
+    /// producer answers nothing.
+    async fn renewed_producer(&self) -> storefront_runtime::Result<EventProducer> {
+        let attempt = |_| {
+            let (settings, telemetry, id) = (
+                self.settings.clone(),
+                self.telemetry.clone(),
+                self.transactional_id.clone(),
+            );
+            async move {
+                let pages = EventProducer::transactional(&settings, &telemetry, &id)
+                    .map_err(Failure::Permanent)?;
+                tokio::task::spawn_blocking(move || {
+                    pages.init_transactions(TRANSACTION_TIMEOUT).map(|()| pages)
+                })
+                .await
+                .map_err(|_| Failure::Permanent(storefront_runtime::Error::TaskPanicked(SERVICE)))?
+                .map_err(|error| match error.is_permanent() {
+                    true => Failure::Permanent(error),
+                    false => Failure::Transient(error),
+                })
+            }
+        };
+        let on_retry = |error: &storefront_runtime::Error, attempt: u32, wait: Duration| {
+            tracing::warn!(%error, attempt, ?wait, "a new transactional producer could not start; retrying");
+        };
+        retry(
+            Policy::BROKER,
+            &Until::shutdown(&self.shutdown),
+            attempt,
+            on_retry,
+        )
+        .await
+        .map_err(GaveUp::into_inner)
     }
 }
 
@@ -650,16 +695,7 @@ impl Aggregator {
                 let mut given_up = done.pages;
                 given_up.append(&mut self.outbox);
                 self.give_up(given_up, &reason);
-                let pages = EventProducer::transactional(
-                    &self.settings,
-                    &self.telemetry,
-                    &self.transactional_id,
-                )?;
-                self.pages = tokio::task::spawn_blocking(move || {
-                    pages.init_transactions(TRANSACTION_TIMEOUT).map(|()| pages)
-                })
-                .await
-                .map_err(|_| storefront_runtime::Error::TaskPanicked(SERVICE))??;
+                self.pages = self.renewed_producer().await?;
                 self.rejoining = true;
                 self.joins.retain_partitions(|_| false);
                 self.tracker.retain_partitions(|_, _| false);

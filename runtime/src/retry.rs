@@ -74,7 +74,7 @@ impl Policy {
     }
 
     /// The waits between attempts, endless.
-    pub fn waits(&self) -> impl Iterator<Item = Duration> + Send + 'static {
+    pub fn waits(&self) -> impl Iterator<Item = Duration> + Send + Sync + 'static {
         ExponentialBuilder::default()
             .with_min_delay(self.first)
             .with_max_delay(self.longest)
