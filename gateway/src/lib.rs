@@ -10,8 +10,9 @@
 //! there), `login.rs` (login, logout), `pages.rs` (the page and the
 //! asynchronous API), `lifecycle.rs` (one request sent and waited for, by
 //! one waiting rule), `cookies.rs` (the session cookie), `replies.rs` (the
-//! reply partitions), `callbacks.rs` (callbacks, on a path of their own), `progress.rs` (status read back from the topics),
-//! `streams.rs` (event streams: their limits and the follower behind them).
+//! reply partitions), `callbacks.rs` (callbacks, on a path of their own),
+//! `progress.rs` (status read back from the topics), `streams.rs` (event
+//! streams: their limits and the follower behind them).
 
 pub mod callbacks;
 pub mod cookies;
