@@ -28,6 +28,19 @@ use tokio::process::{Child, Command};
 struct Received(Arc<Mutex<HashMap<String, usize>>>);
 
 impl Received {
+    /// Counts one delivery of the request its `webhook-id` names; how many so far.
+    fn record(&self, headers: &HeaderMap) -> usize {
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut seen = self.0.lock().unwrap();
+        let count = seen.entry(id).or_default();
+        *count += 1;
+        *count
+    }
+
     fn count(&self, request_id: &str) -> usize {
         let id = format!("msg_{request_id}");
         self.0.lock().unwrap().get(&id).copied().unwrap_or(0)
@@ -41,18 +54,7 @@ async fn start_receiver() -> (SocketAddr, Received) {
         .route(
             "/hang-first",
             post(|State(r): State<Received>, headers: HeaderMap| async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let earlier = {
-                    let mut seen = r.0.lock().unwrap();
-                    let count = seen.entry(id).or_default();
-                    *count += 1;
-                    *count - 1
-                };
-                if earlier == 0 {
+                if r.record(&headers) == 1 {
                     std::future::pending::<()>().await;
                 }
                 axum::http::StatusCode::NO_CONTENT
@@ -61,12 +63,7 @@ async fn start_receiver() -> (SocketAddr, Received) {
         .route(
             "/hook",
             post(|State(r): State<Received>, headers: HeaderMap| async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                *r.0.lock().unwrap().entry(id).or_default() += 1;
+                r.record(&headers);
                 axum::http::StatusCode::NO_CONTENT
             }),
         )

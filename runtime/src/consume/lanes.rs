@@ -231,7 +231,7 @@ struct LaneWork<H> {
 /// What to do with a record just taken.
 enum Placed {
     Nothing,
-    Run(CancellationToken),
+    Run(String, CancellationToken),
     Waiting,
     Overflow(String, CancellationToken),
 }
@@ -257,7 +257,7 @@ impl<H: LaneHandler> LaneWork<H> {
                 let lane = inner.lanes.entry(name.clone()).or_default();
                 if lane.running < self.limits.per_lane {
                     lane.running += 1;
-                    Placed::Run(stop)
+                    Placed::Run(name, stop)
                 } else if lane.waiting.len() < self.limits.backlog_per_lane {
                     lane.waiting.push_back(record.clone());
                     Placed::Waiting
@@ -270,10 +270,10 @@ impl<H: LaneHandler> LaneWork<H> {
         match placed {
             Placed::Nothing => self.finish(&record, LaneOutcome::Done, None),
             Placed::Waiting => {}
-            Placed::Run(stop) => {
+            Placed::Run(lane, stop) => {
                 let work = self.clone();
                 self.tasks
-                    .spawn(async move { work.run_lane(record, stop).await });
+                    .spawn(async move { work.run_lane(lane, record, stop).await });
             }
             Placed::Overflow(lane, stop) => {
                 let work = self.clone();
@@ -289,8 +289,7 @@ impl<H: LaneHandler> LaneWork<H> {
     }
 
     /// Runs `first`, then the next records waiting in its lane, until none waits.
-    async fn run_lane(self: Arc<Self>, first: Inbound, stop: CancellationToken) {
-        let lane = self.handler.lane(&first).unwrap_or_default();
+    async fn run_lane(self: Arc<Self>, lane: String, first: Inbound, stop: CancellationToken) {
         let (mut record, mut stop) = (first, stop);
         loop {
             let outcome = self.handler.handle(record.clone(), stop.clone()).await;
