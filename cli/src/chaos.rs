@@ -25,6 +25,8 @@ use storefront_runtime::{
 };
 use storefront_schemas::RequestId;
 
+use anyhow::Context as _;
+
 use crate::{
     broker::{self, Cluster, Ports},
     keys,
@@ -57,6 +59,55 @@ pub struct ChaosConfig {
     /// Where the broker's data and the services' logs go (default: a new temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The faults to inject, in the suite's order (default: every fault
+    /// that applies to the number of nodes).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub faults: Vec<Fault>,
+}
+
+/// A fault the suite can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Each service killed with SIGKILL once and restarted.
+    ServiceKills,
+    /// The only node stopped and started again (one node).
+    BrokerOutage,
+    /// SIGKILL of the request path's leader (a cluster).
+    KillLeader,
+    /// Each node stopped with SIGTERM and started in turn (a cluster).
+    RollingRestart,
+    /// The request path's leader frozen with SIGSTOP (a cluster).
+    FreezeLeader,
+    /// ads-svc frozen with SIGSTOP for a while.
+    ServiceFreeze,
+    /// Each service stopped with SIGTERM and started in turn.
+    ServiceRestarts,
+    /// Ten times the steady rate for a while.
+    Burst,
+}
+
+impl Fault {
+    /// The faults that apply to a cluster of `nodes`, in the suite's order.
+    fn all(nodes: u32) -> Vec<Self> {
+        let broker: &[Self] = match nodes {
+            1 => &[Self::BrokerOutage],
+            _ => &[Self::KillLeader, Self::RollingRestart, Self::FreezeLeader],
+        };
+        std::iter::once(Self::ServiceKills)
+            .chain(broker.iter().copied())
+            .chain([Self::ServiceFreeze, Self::ServiceRestarts, Self::Burst])
+            .collect()
+    }
+
+    fn broker_fault(self) -> Option<BrokerFault> {
+        match self {
+            Self::BrokerOutage => Some(BrokerFault::Outage),
+            Self::KillLeader => Some(BrokerFault::KillLeader),
+            Self::RollingRestart => Some(BrokerFault::RollingRestart),
+            Self::FreezeLeader => Some(BrokerFault::FreezeLeader),
+            _ => None,
+        }
+    }
 }
 
 /// What the load saw, and what the topics hold afterwards.
@@ -153,6 +204,10 @@ struct Sample {
     sent: Instant,
     latency: Duration,
     failed: bool,
+    /// The HTTP status, or 0 for no answer.
+    status: u16,
+    /// The request's id, when the answer named it (for `storefront trace`).
+    request_id: Option<RequestId>,
 }
 
 /// The processes of the suite, by label, and the service each runs. A
@@ -186,9 +241,10 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("storefront-chaos-{}", std::process::id())),
     };
+    let nodes = config.brokers;
+    let chosen = chosen_faults(config)?;
     std::fs::create_dir_all(&work_dir)?;
     let started = Instant::now();
-    let nodes = config.brokers;
     let cluster = Cluster::launch(work_dir.join("kafka"), nodes, Ports::Free).await?;
     let kafka = cluster.kafka_settings();
     let bootstrap = kafka.bootstrap_servers.clone();
@@ -241,75 +297,88 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
     ));
 
     let step = Duration::from_secs(config.fault_interval_secs);
-    let down_for = Duration::from_secs(2);
-    for name in KILLED {
-        tokio::time::sleep(step).await;
-        progress(started, &format!("SIGKILL {name}"));
-        let process = services.get_mut(name).expect("started");
-        let ready_in = process.kill_and_restart(down_for).await?;
-        progress(
-            started,
-            &format!(
-                "{name} restarted and ready {} ms after its start",
-                ready_in.as_millis()
-            ),
-        );
-    }
     let mut faults = Vec::new();
-    for fault in broker_faults(nodes) {
+    for fault in chosen {
         tokio::time::sleep(step).await;
-        let begun = Instant::now();
-        progress(started, &fault.to_string());
-        fault
-            .run(
-                &cluster,
-                &kafka,
-                Duration::from_secs(config.broker_outage_secs),
-            )
-            .await?;
-        progress(started, &format!("{fault}: over"));
-        faults.push((fault.to_string(), begun, Instant::now()));
+        if let Some(broker_fault) = fault.broker_fault() {
+            let begun = Instant::now();
+            progress(started, &broker_fault.to_string());
+            broker_fault
+                .run(
+                    &cluster,
+                    &kafka,
+                    Duration::from_secs(config.broker_outage_secs),
+                    started,
+                )
+                .await?;
+            progress(started, &format!("{broker_fault}: over"));
+            faults.push((broker_fault.to_string(), begun, Instant::now()));
+            continue;
+        }
+        match fault {
+            Fault::ServiceKills => {
+                for (i, name) in KILLED.into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(step).await;
+                    }
+                    progress(started, &format!("SIGKILL {name}"));
+                    let process = services.get_mut(name).expect("started");
+                    let ready_in = process.kill_and_restart(Duration::from_secs(2)).await?;
+                    progress(
+                        started,
+                        &format!(
+                            "{name} restarted and ready {} ms after its start",
+                            ready_in.as_millis()
+                        ),
+                    );
+                }
+            }
+            Fault::ServiceFreeze => {
+                progress(
+                    started,
+                    &format!("freezing ads-svc for {} s", config.freeze_secs),
+                );
+                let ads = &services["ads-svc"];
+                ads.signal("-STOP").await?;
+                tokio::time::sleep(Duration::from_secs(config.freeze_secs)).await;
+                ads.signal("-CONT").await?;
+                progress(started, "ads-svc thawed");
+            }
+            Fault::ServiceRestarts => {
+                progress(
+                    started,
+                    "rolling restart: SIGTERM and start each service in turn",
+                );
+                for (name, _) in PROCESSES {
+                    let process = services.get_mut(name).expect("started");
+                    process.restart_gracefully().await?;
+                }
+                progress(started, "rolling restart done");
+            }
+            Fault::Burst => {
+                let burst_rate = config.rate.saturating_mul(10);
+                progress(
+                    started,
+                    &format!(
+                        "burst: {burst_rate} requests a second for {} s",
+                        config.burst_secs
+                    ),
+                );
+                let stop_burst = tokio_util::sync::CancellationToken::new();
+                let burst = tokio::spawn(steady_load(
+                    gateway,
+                    burst_rate,
+                    sessions.clone(),
+                    stop_burst.clone(),
+                    outcomes.clone(),
+                ));
+                tokio::time::sleep(Duration::from_secs(config.burst_secs)).await;
+                stop_burst.cancel();
+                burst.await?;
+            }
+            _ => unreachable!("broker faults are run above"),
+        }
     }
-    tokio::time::sleep(step).await;
-    progress(
-        started,
-        &format!("freezing ads-svc for {} s", config.freeze_secs),
-    );
-    let ads = &services["ads-svc"];
-    ads.signal("-STOP").await?;
-    tokio::time::sleep(Duration::from_secs(config.freeze_secs)).await;
-    ads.signal("-CONT").await?;
-    progress(started, "ads-svc thawed");
-    tokio::time::sleep(step).await;
-    progress(
-        started,
-        "rolling restart: SIGTERM and start each service in turn",
-    );
-    for (name, _) in PROCESSES {
-        let process = services.get_mut(name).expect("started");
-        process.restart_gracefully().await?;
-    }
-    progress(started, "rolling restart done");
-    tokio::time::sleep(step).await;
-    let burst_rate = config.rate.saturating_mul(10);
-    progress(
-        started,
-        &format!(
-            "burst: {burst_rate} requests a second for {} s",
-            config.burst_secs
-        ),
-    );
-    let stop_burst = tokio_util::sync::CancellationToken::new();
-    let burst = tokio::spawn(steady_load(
-        gateway,
-        burst_rate,
-        sessions,
-        stop_burst.clone(),
-        outcomes.clone(),
-    ));
-    tokio::time::sleep(Duration::from_secs(config.burst_secs)).await;
-    stop_burst.cancel();
-    burst.await?;
     tokio::time::sleep(step).await;
     stop_load.cancel();
     load.await?;
@@ -324,6 +393,7 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         .into_iter()
         .map(|(fault, begun, ended)| failover(fault, &report.samples, begun, ended + step))
         .collect();
+    write_samples(&work_dir.join("requests.csv"), &report.samples, started)?;
     for (name, _) in PROCESSES {
         let process = services.remove(name).expect("started");
         report.peak_rss_kib.push((name, process.stop().await));
@@ -369,16 +439,28 @@ impl fmt::Display for BrokerFault {
     }
 }
 
-/// The broker faults for a cluster of `nodes`: a single node can only be down.
-fn broker_faults(nodes: u32) -> Vec<BrokerFault> {
-    match nodes {
-        1 => vec![BrokerFault::Outage],
-        _ => vec![
-            BrokerFault::KillLeader,
-            BrokerFault::RollingRestart,
-            BrokerFault::FreezeLeader,
-        ],
+/// The faults `config` asks for, in the suite's order, or why they
+/// cannot run on its number of nodes.
+fn chosen_faults(config: &ChaosConfig) -> anyhow::Result<Vec<Fault>> {
+    let applicable = Fault::all(config.brokers);
+    if config.faults.is_empty() {
+        return Ok(applicable);
     }
+    let name = |f: &Fault| {
+        clap::ValueEnum::to_possible_value(f).map_or_else(String::new, |v| v.get_name().to_owned())
+    };
+    if let Some(fault) = config.faults.iter().find(|f| !applicable.contains(f)) {
+        anyhow::bail!(
+            "--faults {} does not apply to {} node(s); these do: {}",
+            name(fault),
+            config.brokers,
+            applicable.iter().map(name).collect::<Vec<_>>().join(",")
+        );
+    }
+    Ok(applicable
+        .into_iter()
+        .filter(|f| config.faults.contains(f))
+        .collect())
 }
 
 /// How long a cluster may take to have every partition in sync again.
@@ -390,6 +472,7 @@ impl BrokerFault {
         cluster: &Arc<Mutex<Cluster>>,
         kafka: &KafkaSettings,
         outage: Duration,
+        started: Instant,
     ) -> anyhow::Result<()> {
         let topic = kafka.topics().page_requested;
         let leader = {
@@ -417,12 +500,15 @@ impl BrokerFault {
                 .await
             }
             Self::RollingRestart => {
-                on_cluster(cluster, |c| {
+                on_cluster(cluster, move |c| {
                     let ids: Vec<u32> = c.nodes().iter().map(|n| n.id).collect();
                     for id in ids {
+                        progress(started, &format!("node {id}: SIGTERM"));
                         c.stop_node(id)?;
+                        progress(started, &format!("node {id}: stopped; starting"));
                         c.start_node(id)?;
                         c.wait_until_in_sync(RESYNC_TIMEOUT)?;
+                        progress(started, &format!("node {id}: back in sync"));
                     }
                     Ok(())
                 })
@@ -476,6 +562,26 @@ fn failover(fault: String, samples: &[Sample], begun: Instant, until: Instant) -
         slow: window.iter().filter(|s| slow(s)).count() as u64,
         disrupted,
     }
+}
+
+/// Every request the load sent, one line each: when it was sent (seconds
+/// since the suite started), how long it took, its HTTP status (0: no
+/// answer) and its request id, to line up with the progress lines and the logs.
+fn write_samples(path: &Path, samples: &[Sample], started: Instant) -> anyhow::Result<()> {
+    let mut text = String::from("sent_s,latency_ms,status,request_id\n");
+    for sample in samples {
+        text.push_str(&format!(
+            "{:.3},{},{},{}\n",
+            sample.sent.saturating_duration_since(started).as_secs_f64(),
+            sample.latency.as_millis(),
+            sample.status,
+            sample
+                .request_id
+                .map(|id| id.to_string())
+                .unwrap_or_default()
+        ));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Waits up to `timeout` for every accepted request to have a page, then
@@ -638,6 +744,8 @@ async fn steady_load(
                 sent,
                 latency: sent.elapsed(),
                 failed: status.is_none_or(|s| s >= 500),
+                status: status.unwrap_or(0),
+                request_id: body["request_id"].as_str().and_then(|id| id.parse().ok()),
             });
             match (status, body["status"].as_str()) {
                 (None, _) => report.refused += 1,
