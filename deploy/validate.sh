@@ -543,7 +543,7 @@ if not m:
 parse_properties(fill(rust_string(m[1])), tests)
 
 # Appended lines: only under `if nodes <op> N { ... }` (or unconditionally).
-for m in re.finditer(r"text\.push_str\(\s*" + STRING + r"\s*\)", body, re.S):
+for m in re.finditer(r"text\.push_str\(\s*" + STRING + r"\s*,?\s*\)", body, re.S):
     # String contents blanked, so that only code braces count.
     before = re.sub(STRING, lambda s: '"' + " " * (len(s[0]) - 2) + '"', body[:m.start()], flags=re.S)
     enclosing = [

@@ -72,6 +72,10 @@ const SERVICE: &str = "aggregator";
 /// How long one transaction (pages and offsets) may take before it is aborted.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A transaction that takes longer than this is logged: it held up the
+/// pages of its partitions for longer than a page's budget.
+const SLOW_TRANSACTION: Duration = Duration::from_millis(250);
+
 /// How often input offsets are committed when no page goes out with them
 /// (parts that arrived late, records dead-lettered).
 const OFFSETS_ALONE_EVERY: Duration = Duration::from_secs(1);
@@ -766,10 +770,21 @@ fn commit(
         Err(TransactionError::Aborted(_)) => "aborted",
         Err(TransactionError::Fatal(_)) => "failed",
     };
+    let took = began.elapsed();
     metrics
         .transaction_duration
         .with_label_values(&[outcome])
-        .observe(began.elapsed().as_secs_f64());
+        .observe(took.as_secs_f64());
+    if took > SLOW_TRANSACTION {
+        // Every page of the transaction, and every later page on its
+        // partitions, waited this long to be readable (read_committed).
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            outcome,
+            pages = records.len(),
+            "slow transaction"
+        );
+    }
     committed.pages = pages;
     committed.offsets = offsets;
     committed

@@ -60,7 +60,7 @@ pub fn client_id(kafka: &KafkaSettings) -> String {
 pub fn run(kafka: &KafkaSettings, args: &TapArgs) -> anyhow::Result<TapProgress> {
     let client_id = args.client_id.clone().unwrap_or_else(|| client_id(kafka));
     let consumer: BaseConsumer = kafka
-        .client_config(&client_id)
+        .consumer_config(&client_id)
         // Assigned by hand and committing nothing: a group only names it.
         .set("group.id", kafka.group("analytics.replay"))
         .set("enable.auto.commit", "false")

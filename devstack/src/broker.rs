@@ -537,8 +537,21 @@ log.cleaner.dedupe.buffer.size=16777216
             data = data.display(),
         );
         if nodes > 1 {
-            // A dead node is noticed in seconds rather than the default 9 s.
-            text.push_str("broker.session.timeout.ms=4000\nbroker.heartbeat.interval.ms=1000\n");
+            // How soon the cluster gives up on a node that stopped answering
+            // (crashed, frozen, cut off), so that writes and coordinators
+            // move on within seconds (docs/reliability.md): a controller
+            // that went silent is replaced after 1.5 s (default 2 s), a
+            // broker fenced after 3 s without a heartbeat (default 9 s), and
+            // a follower that stopped fetching leaves the in-sync replicas
+            // after 3 s (default 30 s; until then an acks=all write waits
+            // for it).
+            text.push_str(
+                "controller.quorum.fetch.timeout.ms=1500
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=750
+replica.lag.time.max.ms=3000
+",
+            );
         }
         text
     }

@@ -524,7 +524,7 @@ pub async fn seed(settings: &KafkaSettings, config: &SeedConfig) -> anyhow::Resu
 fn topic_sizes(settings: &KafkaSettings, topics: &[String]) -> anyhow::Result<Vec<i64>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let timeout = std::time::Duration::from_secs(5);
-    let consumer: BaseConsumer = settings.client_config("storefront-seed").create()?;
+    let consumer: BaseConsumer = settings.consumer_config("storefront-seed").create()?;
     let mut sizes = Vec::with_capacity(topics.len());
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;

@@ -62,7 +62,7 @@ impl<M: ReadModel> ReferenceReader<M> {
         let started = Instant::now();
         let consumer: Arc<StreamConsumer<LagReporter>> = Arc::new(
             settings
-                .client_config(self.service)
+                .consumer_config(self.service)
                 // Manual assignment: no group is joined and nothing is committed.
                 .set(
                     "group.id",

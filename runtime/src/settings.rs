@@ -69,16 +69,107 @@ impl KafkaSettings {
         format!("{}{name}", self.topic_prefix)
     }
 
-    /// The base client configuration: where the brokers are and who is asking.
+    /// The base configuration of a producer or admin client: where the
+    /// brokers are, who is asking, and how fast it follows a moved leader
+    /// or coordinator ([`FAILOVER`]).
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        self.config_for(client_id, Clients::All)
+    }
+
+    /// The base configuration of a consumer: [`Self::client_config`] and
+    /// the consumers' own failover settings.
+    pub fn consumer_config(&self, client_id: &str) -> ClientConfig {
+        self.config_for(client_id, Clients::Consumers)
+    }
+
+    fn config_for(&self, client_id: &str, clients: Clients) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", client_id)
             .set("log_level", "4");
+        for setting in FAILOVER {
+            if setting.clients == Clients::All || setting.clients == clients {
+                config.set(setting.key, setting.value);
+            }
+        }
         config
     }
 }
+
+/// One librdkafka setting of [`FAILOVER`], and why it has its value.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: &'static str,
+    pub clients: Clients,
+    pub why: &'static str,
+}
+
+/// Which clients a setting applies to (librdkafka warns of a consumer
+/// setting given to a producer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clients {
+    All,
+    Consumers,
+}
+
+/// How every client of the storefront notices and follows a broker that
+/// stopped, crashed, froze or was cut off, written once (docs/reliability.md
+/// lists them). librdkafka's defaults are made for clients that can wait
+/// seconds: a fetch error pauses a partition 500 ms, a request to a frozen
+/// broker waits 60 s, a connection to a cut-off one 30 s, and leaders
+/// are looked up again every 5 minutes. A page has 250 ms.
+pub const FAILOVER: &[Setting] = &[
+    Setting {
+        key: "fetch.error.backoff.ms",
+        value: "20",
+        clients: Clients::Consumers,
+        why: "a partition whose leader moved is fetched from its new leader after 20 ms, not 500",
+    },
+    Setting {
+        key: "retry.backoff.ms",
+        value: "20",
+        clients: Clients::All,
+        why: "a refused request (not the leader, not the coordinator) is sent again after 20 ms; the metadata lookup that finds the new leader starts at this interval too",
+    },
+    Setting {
+        key: "retry.backoff.max.ms",
+        value: "500",
+        clients: Clients::All,
+        why: "and its backoff grows to 500 ms at most while the cluster is moving",
+    },
+    Setting {
+        key: "topic.metadata.refresh.interval.ms",
+        value: "1000",
+        clients: Clients::All,
+        why: "leaders are looked up every second: a frozen or cut-off leader that the cluster fenced is left within a second of its fencing",
+    },
+    Setting {
+        key: "socket.timeout.ms",
+        value: "3000",
+        clients: Clients::All,
+        why: "a request to a broker that stopped answering (frozen, cut off) fails after 3 s, and its connection is closed",
+    },
+    Setting {
+        key: "socket.connection.setup.timeout.ms",
+        value: "3000",
+        clients: Clients::All,
+        why: "a connection that is not set up in 3 s is given up and tried again",
+    },
+    Setting {
+        key: "reconnect.backoff.ms",
+        value: "50",
+        clients: Clients::All,
+        why: "a closed connection is opened again after 50 ms",
+    },
+    Setting {
+        key: "reconnect.backoff.max.ms",
+        value: "1000",
+        clients: Clients::All,
+        why: "and at least once a second while its broker is away, so a returning broker is used at once",
+    },
+];
 
 #[cfg(test)]
 mod tests {
@@ -98,5 +189,22 @@ mod tests {
             ),
             ("", 3, 1, 500, 1)
         );
+    }
+
+    #[test]
+    fn every_client_gets_the_failover_settings_and_only_consumers_the_consumer_ones() {
+        let settings = KafkaSettings::new("broker:9092");
+        let (client, consumer) = (settings.client_config("p"), settings.consumer_config("c"));
+        for setting in FAILOVER {
+            assert_eq!(
+                consumer.get(setting.key),
+                Some(setting.value),
+                "{}",
+                setting.key
+            );
+            let expected = (setting.clients == Clients::All).then_some(setting.value);
+            assert_eq!(client.get(setting.key), expected, "{}", setting.key);
+        }
+        assert!(FAILOVER.iter().any(|s| s.clients == Clients::Consumers));
     }
 }

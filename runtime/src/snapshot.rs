@@ -85,7 +85,7 @@ impl PartitionReader {
     }
 
     fn config(settings: &KafkaSettings, client_id: &str) -> rdkafka::ClientConfig {
-        let mut config = settings.client_config(client_id);
+        let mut config = settings.consumer_config(client_id);
         config
             .set("group.id", format!("{client_id}-snapshot"))
             .set("enable.auto.commit", "false")

@@ -191,7 +191,7 @@ pub async fn partition_counts(
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let consumer: rdkafka::consumer::BaseConsumer = settings
-            .client_config("storefront-metadata")
+            .consumer_config("storefront-metadata")
             .create()
             .context("create a metadata client")?;
         let mut counts = BTreeMap::new();

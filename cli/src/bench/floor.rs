@@ -50,7 +50,7 @@ pub async fn measure(
     producer.wait_until_warm(Duration::from_secs(10)).await?;
 
     let consumer: BaseConsumer = kafka
-        .client_config("storefront-bench-floor")
+        .consumer_config("storefront-bench-floor")
         .set("group.id", kafka.group("storefront-bench-floor"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())

@@ -62,7 +62,7 @@ fn lag(kafka: &KafkaSettings) -> anyhow::Result<Vec<GroupLag>> {
         wanted.add_partition(&tp.topic, tp.partition);
     }
 
-    let lister: BaseConsumer = kafka.client_config(client_id).create()?;
+    let lister: BaseConsumer = kafka.consumer_config(client_id).create()?;
     let list = lister.fetch_group_list(None, TIMEOUT)?;
     let mut groups = Vec::new();
     for group in list.groups() {
@@ -72,7 +72,7 @@ fn lag(kafka: &KafkaSettings) -> anyhow::Result<Vec<GroupLag>> {
             continue;
         }
         let asker: BaseConsumer = kafka
-            .client_config(client_id)
+            .consumer_config(client_id)
             .set("group.id", name)
             .set("enable.auto.commit", "false")
             .create()?;

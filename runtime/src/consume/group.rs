@@ -26,7 +26,11 @@ pub const PARTITIONS_ASSIGNED: &str = "partitions assigned";
 /// restarted member waits for its old self's partitions. librdkafka's
 /// default is 45 s.
 pub const SESSION_TIMEOUT_MS: &str = "10000";
-pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
+/// A heartbeat a second: a member whose coordinator moved (its node
+/// crashed, froze, was cut off) reaches the new one before its session
+/// ends, instead of rejoining under a new member id and waiting a whole
+/// session for its old self to expire.
+pub const HEARTBEAT_INTERVAL_MS: &str = "1000";
 
 /// Records librdkafka prefetches per consumer, at most (librdkafka: 64 MiB).
 pub const QUEUED_MAX_KBYTES: &str = "8192";
@@ -232,7 +236,7 @@ pub(super) fn group_consumer(
         StartAt::Earliest => "earliest",
         StartAt::Latest => "latest",
     };
-    let mut config = settings.client_config(service);
+    let mut config = settings.consumer_config(service);
     if let Some(instance) = &options.instance_id {
         config.set("group.instance.id", instance);
     }
