@@ -189,27 +189,50 @@ impl AppState {
             &event,
         );
         let reply = inner.waiting.register(request_id);
-        let sent = inner
-            .producer
-            .send(&record)
-            .instrument(log.clone())
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()));
-        if let Err(error) = sent {
-            inner.waiting.forget(request_id);
-            // The request was not recorded: a retry with this key must start it, not find it.
-            if let Some(key) = &event.idempotency_key {
-                inner.idempotency.remove(&(context.session_id, key.clone()));
-            }
-            return Err(error);
-        }
+        // The budget counts from here, the broker's acknowledgement
+        // included: while a partition's leader moves, the write can take
+        // seconds, and the shopper must not wait them on top of the budget.
+        // Even `respond-async` waits for the acknowledgement up to the
+        // page's deadline before it says 202.
+        let started = tokio::time::Instant::now();
+        let sending = {
+            let (state, session, key) = (
+                self.clone(),
+                context.session_id,
+                event.idempotency_key.clone(),
+            );
+            tokio::spawn(
+                async move {
+                    let sent = state.inner.producer.send(&record).await;
+                    if sent.is_err() {
+                        state.inner.waiting.forget(request_id);
+                        // Not recorded: a retry with this key must start it, not find it.
+                        if let Some(key) = key {
+                            state.inner.idempotency.remove(&(session, key));
+                        }
+                    }
+                    sent
+                }
+                .instrument(log.clone()),
+            )
+        };
+        let ack_within = budget.max(Duration::from_millis(inner.settings.page_deadline_ms));
+        let acknowledged = match tokio::time::timeout(ack_within, sending).await {
+            Ok(Ok(Ok(_))) => true,
+            Ok(Ok(Err(error))) => return Err(ApiError::Internal(error.to_string())),
+            Ok(Err(panicked)) => return Err(ApiError::Internal(panicked.to_string())),
+            // Still on its way: the request runs on, as one past its budget.
+            Err(_) => false,
+        };
         let enqueued_at_ms = now_ms();
         // `respond-async` (a zero budget) is answered 202 at once: a timer of
         // zero can still lose the race to a reply on a busy runtime.
-        let answer = if budget.is_zero() {
+        let answer = if budget.is_zero() || !acknowledged {
             Err(())
         } else {
-            tokio::time::timeout(budget, reply).await.map_err(drop)
+            tokio::time::timeout_at(started + budget, reply)
+                .await
+                .map_err(drop)
         };
         inner.waiting.forget(request_id);
         let _entered = log.enter();
