@@ -59,6 +59,11 @@ pub struct ChaosConfig {
     /// Where the broker's data and the services' logs go (default: a new temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// How many times to run the suite (stopping at the first run that
+    /// loses or duplicates a request); past one, a table per broker fault
+    /// sums the runs up.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// The faults to inject, in the suite's order (default: every fault
     /// that applies to the number of nodes).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -169,12 +174,14 @@ impl fmt::Display for ChaosReport {
         for failover in &self.failovers {
             writeln!(
                 f,
-                "broker fault {:<34} {:>4} requests, {:>3} failed, {:>3} slow (>1 s), disrupted for {:.1} s",
+                "broker fault {:<34} {:>4} requests, {:>3} failed, {:>3} slow (>1 s), {:>3} partial, disrupted for {:.1} s, p99 {} ms",
                 failover.fault,
                 failover.requests,
                 failover.failed,
                 failover.slow,
-                failover.disrupted.as_secs_f64()
+                failover.partial,
+                failover.disrupted.as_secs_f64(),
+                failover.p99.as_millis()
             )?;
         }
         for (service, kib) in &self.peak_rss_kib {
@@ -194,8 +201,64 @@ pub struct Failover {
     pub failed: u64,
     /// Of those: answered, but slower than a second.
     pub slow: u64,
+    /// Of those: a page without some of its parts.
+    pub partial: u64,
     /// From the fault's start to the last request that failed or was slow.
     pub disrupted: Duration,
+    /// The 99th percentile of the latency of those requests.
+    pub p99: Duration,
+}
+
+impl Failover {
+    /// The figures a summary over several runs shows, by name.
+    fn figures(&self) -> [(&'static str, f64); 5] {
+        [
+            ("failed", self.failed as f64),
+            ("slow (>1 s)", self.slow as f64),
+            ("partial", self.partial as f64),
+            ("disrupted (s)", self.disrupted.as_secs_f64()),
+            ("p99 (ms)", self.p99.as_secs_f64() * 1000.0),
+        ]
+    }
+}
+
+/// One table per fault over several runs of the suite: the minimum,
+/// median and maximum of each figure.
+pub fn summary(reports: &[ChaosReport]) -> String {
+    let mut faults: Vec<&str> = Vec::new();
+    for failover in reports.iter().flat_map(|r| &r.failovers) {
+        if !faults.contains(&failover.fault.as_str()) {
+            faults.push(&failover.fault);
+        }
+    }
+    let mut text = String::new();
+    for fault in faults {
+        let runs: Vec<&Failover> = reports
+            .iter()
+            .flat_map(|r| &r.failovers)
+            .filter(|f| f.fault == fault)
+            .collect();
+        text.push_str(&format!(
+            "\n{fault}, over {} runs\n| figure | min | median | max |\n| --- | ---: | ---: | ---: |\n",
+            runs.len()
+        ));
+        for (i, (name, _)) in runs[0].figures().iter().enumerate() {
+            let mut values: Vec<f64> = runs.iter().map(|f| f.figures()[i].1).collect();
+            values.sort_by(f64::total_cmp);
+            let median = values[values.len() / 2];
+            let show = |v: f64| match name.ends_with("(s)") {
+                true => format!("{v:.1}"),
+                false => format!("{v:.0}"),
+            };
+            text.push_str(&format!(
+                "| {name} | {} | {} | {} |\n",
+                show(values[0]),
+                show(median),
+                show(values[values.len() - 1])
+            ));
+        }
+    }
+    text
 }
 
 /// When one request was sent, how long it took, and whether it failed.
@@ -204,6 +267,8 @@ struct Sample {
     sent: Instant,
     latency: Duration,
     failed: bool,
+    /// A page that came without some of its parts.
+    partial: bool,
     /// The HTTP status, or 0 for no answer.
     status: u16,
     /// The request's id, when the answer named it (for `storefront trace`).
@@ -235,12 +300,18 @@ fn progress(started: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
 
-/// Runs the suite: `storefront` is the binary that runs each service.
-pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<ChaosReport> {
-    let work_dir = match &config.work_dir {
+/// Where a run keeps the broker's data and the services' logs: the work
+/// dir asked for, or a new temporary directory.
+pub fn work_dir(config: &ChaosConfig) -> PathBuf {
+    match &config.work_dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("storefront-chaos-{}", std::process::id())),
-    };
+    }
+}
+
+/// Runs the suite: `storefront` is the binary that runs each service.
+pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<ChaosReport> {
+    let work_dir = work_dir(config);
     let nodes = config.brokers;
     let chosen = chosen_faults(config)?;
     std::fs::create_dir_all(&work_dir)?;
@@ -424,7 +495,7 @@ enum BrokerFault {
     /// partition to be back in sync before the next.
     RollingRestart,
     /// The request path's leader frozen with SIGSTOP for the outage (longer
-    /// than the brokers' 4 s session timeout), then thawed.
+    /// than the brokers' 3 s session timeout), then thawed.
     FreezeLeader,
 }
 
@@ -555,12 +626,20 @@ fn failover(fault: String, samples: &[Sample], begun: Instant, until: Instant) -
         .map(|s| (s.sent + s.latency).saturating_duration_since(begun))
         .max()
         .unwrap_or_default();
+    let mut latencies: Vec<Duration> = window.iter().map(|s| s.latency).collect();
+    latencies.sort();
+    let p99 = latencies
+        .get((latencies.len() * 99).div_ceil(100).saturating_sub(1))
+        .copied()
+        .unwrap_or_default();
     Failover {
         fault,
         requests: window.len() as u64,
         failed: window.iter().filter(|s| s.failed).count() as u64,
         slow: window.iter().filter(|s| slow(s)).count() as u64,
+        partial: window.iter().filter(|s| s.partial).count() as u64,
         disrupted,
+        p99,
     }
 }
 
@@ -744,6 +823,7 @@ async fn steady_load(
                 sent,
                 latency: sent.elapsed(),
                 failed: status.is_none_or(|s| s >= 500),
+                partial: status == Some(200) && body["status"].as_str() != Some("complete"),
                 status: status.unwrap_or(0),
                 request_id: body["request_id"].as_str().and_then(|id| id.parse().ok()),
             });

@@ -417,14 +417,33 @@ async fn serve() -> anyhow::Result<()> {
         }
         Command::Chaos(config) => {
             let storefront = std::env::current_exe().context("no path to this binary")?;
-            let report = chaos::run(&config, &storefront).await?;
-            println!("{report}");
-            if report.lost > 0 || report.duplicated > 0 {
-                anyhow::bail!(
-                    "{} lost and {} duplicated requests",
-                    report.lost,
-                    report.duplicated
-                );
+            let mut reports = Vec::new();
+            for run in 1..=config.runs {
+                let mut config = config.clone();
+                if config.runs > 1 {
+                    eprintln!("==> chaos run {run} of {}", config.runs);
+                    config.work_dir = Some(chaos::work_dir(&config).join(format!("run-{run}")));
+                }
+                // Ctrl-C or SIGTERM ends the suite: dropping it stops the
+                // services and the broker.
+                let report = tokio::select! {
+                    report = chaos::run(&config, &storefront) => report?,
+                    () = storefront_runtime::shutdown::shutdown_signal() => {
+                        anyhow::bail!("stopped by a signal; the services and the broker are stopped")
+                    }
+                };
+                println!("{report}");
+                if report.lost > 0 || report.duplicated > 0 {
+                    anyhow::bail!(
+                        "run {run}: {} lost and {} duplicated requests",
+                        report.lost,
+                        report.duplicated
+                    );
+                }
+                reports.push(report);
+            }
+            if config.runs > 1 {
+                println!("{}", chaos::summary(&reports));
             }
             Ok(())
         }

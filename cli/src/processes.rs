@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// One service as a child process: `storefront <args>`, serving HTTP on `addr`.
 pub struct ServiceProcess {
@@ -20,6 +20,9 @@ pub struct ServiceProcess {
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Child,
+    /// Our end of the child's stdin (never written): the child stops when it closes,
+    /// also when this process dies without dropping it.
+    lifeline: Option<ChildStdin>,
     peak_rss_kib: u64,
     /// CPU time of the runs before this one, in clock ticks.
     earlier_cpu_ticks: u64,
@@ -36,7 +39,8 @@ impl ServiceProcess {
         log: PathBuf,
     ) -> anyhow::Result<Self> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = Self::start(storefront, &args, addr, &env, &log)?;
+        let mut child = Self::start(storefront, &args, addr, &env, &log)?;
+        let lifeline = child.stdin.take();
         Ok(Self {
             name: name.into(),
             addr,
@@ -45,6 +49,7 @@ impl ServiceProcess {
             args,
             env,
             child,
+            lifeline: lifeline,
             peak_rss_kib: 0,
             earlier_cpu_ticks: 0,
         })
@@ -66,7 +71,8 @@ impl ServiceProcess {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("STOREFRONT_HTTP_ADDR", addr.to_string())
             .env("STOREFRONT_LOG_FORMAT", "json")
-            .stdin(std::process::Stdio::null())
+            .env(storefront_runtime::shutdown::STOP_WITH_PARENT_VAR, "1")
+            .stdin(std::process::Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true)
@@ -143,6 +149,7 @@ impl ServiceProcess {
             &self.env,
             &self.log,
         )?;
+        self.lifeline = self.child.stdin.take();
         wait_ready(self.addr, Duration::from_secs(60)).await?;
         Ok(started.elapsed())
     }

@@ -19,7 +19,14 @@ pub fn run_main<F: Future>(main: F) -> F::Output {
     outcome
 }
 
-/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+/// Set (to anything) by a parent that starts a service as its child and
+/// holds the other end of its stdin: the service stops when that end
+/// closes, so it never outlives the parent, however the parent ended
+/// (`storefront chaos` and the benchmarks set it).
+pub const STOP_WITH_PARENT_VAR: &str = "STOREFRONT_STOP_WITH_PARENT";
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM, or, under a parent
+/// that set [`STOP_WITH_PARENT_VAR`], once the parent is gone.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         tokio::signal::ctrl_c()
@@ -38,5 +45,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+        _ = parent_gone() => tracing::info!("the parent process is gone, shutting down"),
     }
+}
+
+/// Resolves when stdin reaches its end, if [`STOP_WITH_PARENT_VAR`] is
+/// set; never otherwise (a service's stdin is usually a terminal or
+/// /dev/null).
+async fn parent_gone() {
+    if std::env::var_os(STOP_WITH_PARENT_VAR).is_none() {
+        return std::future::pending().await;
+    }
+    let eof = tokio::task::spawn_blocking(|| {
+        use std::io::Read as _;
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while stdin.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    let _ = eof.await;
 }
