@@ -530,6 +530,10 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 # The log cleaner allocates 128 MiB by default: too much in a 512 MiB heap.
 log.cleaner.dedupe.buffer.size=16777216
+# A transaction past its timeout is aborted within a second (default: 10 s).
+# Its producer may be stuck on a node that is gone, and until the abort the
+# transaction holds every reader of its partitions back (read_committed).
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 ",
             id = self.id,
             addr = self.addr,
