@@ -239,7 +239,7 @@ pub fn summary(reports: &[ChaosReport]) -> String {
             .filter(|f| f.fault == fault)
             .collect();
         text.push_str(&format!(
-            "\n{fault}, over {} runs\n| figure | min | median | max |\n| --- | ---: | ---: | ---: |\n",
+            "\n{fault}, over {} runs\n\n| figure | min | median | max |\n| --- | ---: | ---: | ---: |\n",
             runs.len()
         ));
         for (i, (name, _)) in runs[0].figures().iter().enumerate() {
@@ -844,4 +844,69 @@ async fn steady_load(
         });
     }
     while requests.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(failed: u64, disrupted_ms: u64) -> ChaosReport {
+        ChaosReport {
+            failovers: vec![Failover {
+                fault: "SIGKILL of the leader".into(),
+                requests: 100,
+                failed,
+                slow: 0,
+                partial: 1,
+                disrupted: Duration::from_millis(disrupted_ms),
+                p99: Duration::from_millis(1250),
+            }],
+            ..ChaosReport::default()
+        }
+    }
+
+    #[test]
+    fn the_summary_shows_each_figures_min_median_and_max_over_the_runs() {
+        let table = summary(&[
+            run_with(70, 4_000),
+            run_with(90, 26_600),
+            run_with(60, 4_500),
+        ]);
+        assert!(
+            table.contains("SIGKILL of the leader, over 3 runs"),
+            "{table}"
+        );
+        assert!(table.contains("| failed | 60 | 70 | 90 |"), "{table}");
+        assert!(
+            table.contains("| disrupted (s) | 4.0 | 4.5 | 26.6 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| p99 (ms) | 1250 | 1250 | 1250 |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn faults_that_do_not_apply_to_the_cluster_size_are_refused_by_name() {
+        let config = |brokers, faults: Vec<Fault>| ChaosConfig {
+            fault_interval_secs: 1,
+            rate: 1,
+            brokers,
+            broker_outage_secs: 1,
+            freeze_secs: 1,
+            burst_secs: 1,
+            work_dir: None,
+            runs: 1,
+            faults,
+        };
+        let error = chosen_faults(&config(1, vec![Fault::KillLeader])).unwrap_err();
+        assert!(error.to_string().contains("kill-leader"), "{error}");
+        assert_eq!(
+            chosen_faults(&config(3, vec![Fault::FreezeLeader, Fault::KillLeader])).unwrap(),
+            [Fault::KillLeader, Fault::FreezeLeader],
+            "in the suite's order"
+        );
+        assert_eq!(chosen_faults(&config(3, vec![])).unwrap(), Fault::all(3));
+    }
 }
