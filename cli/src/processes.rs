@@ -49,7 +49,7 @@ impl ServiceProcess {
             args,
             env,
             child,
-            lifeline: lifeline,
+            lifeline,
             peak_rss_kib: 0,
             earlier_cpu_ticks: 0,
         })
