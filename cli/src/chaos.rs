@@ -341,7 +341,13 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         "STOREFRONT_REPLICATION_FACTOR".into(),
         kafka.replication_factor.to_string(),
     ));
-    env.push(("RUST_LOG".into(), "info,librdkafka=warn".into()));
+    // With STOREFRONT_KAFKA_DEBUG set (the services inherit it), their
+    // logs carry librdkafka's debug lines too.
+    let librdkafka = match std::env::var_os("STOREFRONT_KAFKA_DEBUG") {
+        Some(_) => "debug",
+        None => "warn",
+    };
+    env.push(("RUST_LOG".into(), format!("info,librdkafka={librdkafka}")));
     let mut services = HashMap::new();
     for (name, service) in PROCESSES {
         let addr = SocketAddr::from(([127, 0, 0, 1], broker::free_port()?));

@@ -497,6 +497,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         replication_factor: args.brokers.min(3) as i32,
         fetch_wait_ms: args.fetch_wait_ms,
         linger_ms: 1,
+        kafka_debug: None,
     };
     eprintln!("Seeding reference data (skipped where already there)...");
     let report = seed::seed(&kafka, &args.seed)

@@ -31,6 +31,11 @@ pub struct KafkaSettings {
     /// How long the producer waits to fill a batch (linger.ms): per-hop latency against requests to the broker.
     #[arg(long, env = "STOREFRONT_LINGER_MS", default_value_t = 1)]
     pub linger_ms: u32,
+    /// librdkafka's debug contexts for every client (`eos`, `cgrp,fetch`,
+    /// `all`...), logged at debug level under the `librdkafka` target
+    /// (`RUST_LOG=info,librdkafka=debug`): how a client followed a fault.
+    #[arg(long, env = "STOREFRONT_KAFKA_DEBUG")]
+    pub kafka_debug: Option<String>,
 }
 
 /// Settings parsed from `args` alone, as if no environment variable were
@@ -88,6 +93,9 @@ impl KafkaSettings {
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", client_id)
             .set("log_level", "4");
+        if let Some(contexts) = &self.kafka_debug {
+            config.set("debug", contexts).set("log_level", "7");
+        }
         for setting in FAILOVER {
             if setting.clients == Clients::All || setting.clients == clients {
                 config.set(setting.key, setting.value);
