@@ -341,9 +341,9 @@ pub async fn run(config: &ChaosConfig, storefront: &Path) -> anyhow::Result<Chao
         "STOREFRONT_REPLICATION_FACTOR".into(),
         kafka.replication_factor.to_string(),
     ));
-    // With STOREFRONT_KAFKA_DEBUG set (the services inherit it), their
-    // logs carry librdkafka's debug lines too.
-    let librdkafka = match std::env::var_os("STOREFRONT_KAFKA_DEBUG") {
+    // With librdkafka's debug contexts set (the services inherit the
+    // variable), their logs carry librdkafka's debug lines too.
+    let librdkafka = match std::env::var_os(storefront_runtime::settings::KAFKA_DEBUG_VAR) {
         Some(_) => "debug",
         None => "warn",
     };
@@ -634,10 +634,8 @@ fn failover(fault: String, samples: &[Sample], begun: Instant, until: Instant) -
         .unwrap_or_default();
     let mut latencies: Vec<Duration> = window.iter().map(|s| s.latency).collect();
     latencies.sort();
-    let p99 = latencies
-        .get((latencies.len() * 99).div_ceil(100).saturating_sub(1))
-        .copied()
-        .unwrap_or_default();
+    let p99 = crate::bench::load::percentile_ms(&latencies, 0.99)
+        .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1000.0));
     Failover {
         fault,
         requests: window.len() as u64,

@@ -34,9 +34,12 @@ pub struct KafkaSettings {
     /// librdkafka's debug contexts for every client (`eos`, `cgrp,fetch`,
     /// `all`...), logged at debug level under the `librdkafka` target
     /// (`RUST_LOG=info,librdkafka=debug`): how a client followed a fault.
-    #[arg(long, env = "STOREFRONT_KAFKA_DEBUG")]
+    #[arg(long, env = KAFKA_DEBUG_VAR)]
     pub kafka_debug: Option<String>,
 }
+
+/// The environment variable that sets [`KafkaSettings::kafka_debug`].
+pub const KAFKA_DEBUG_VAR: &str = "STOREFRONT_KAFKA_DEBUG";
 
 /// Settings parsed from `args` alone, as if no environment variable were
 /// set: every default is the one written in the clap attributes, never a

@@ -149,7 +149,7 @@ impl Summary {
 }
 
 /// The nearest-rank `q` percentile of sorted `latencies`, in ms.
-fn percentile_ms(latencies: &[Duration], q: f64) -> Option<f64> {
+pub(crate) fn percentile_ms(latencies: &[Duration], q: f64) -> Option<f64> {
     if latencies.is_empty() {
         return None;
     }
